@@ -1,0 +1,48 @@
+"""Sparse coding: codes, objectives, encoders (ISTA, FISTA, IHT) and dictionary learning."""
+from .coding import (
+    IndexValueCodes,
+    fista,
+    hard_threshold,
+    iht,
+    ista,
+    l0_objective,
+    l1_objective,
+    lipschitz_constant,
+    per_sample_error,
+    reconstruct,
+    reconstruct_index_value,
+    soft_threshold,
+    sparsity,
+    storage_bits,
+    to_index_value,
+)
+from .dictionary import (
+    DictionaryLearningResult,
+    batch_dictionary_learning,
+    init_dictionary,
+    online_dictionary_learning,
+    update_dictionary,
+)
+
+__all__ = [
+    "IndexValueCodes",
+    "fista",
+    "hard_threshold",
+    "iht",
+    "ista",
+    "l0_objective",
+    "l1_objective",
+    "lipschitz_constant",
+    "per_sample_error",
+    "reconstruct",
+    "reconstruct_index_value",
+    "soft_threshold",
+    "sparsity",
+    "storage_bits",
+    "to_index_value",
+    "DictionaryLearningResult",
+    "batch_dictionary_learning",
+    "init_dictionary",
+    "online_dictionary_learning",
+    "update_dictionary",
+]

@@ -1,0 +1,371 @@
+r"""Sparse codes: reconstruction, storage, the three objectives and the encoders.
+
+Notation of the lecture.  A batch of N samples is the matrix ``X`` (N, d), one row
+per sample; the dictionary ``W`` (d, h) holds the h atoms as columns; the codes
+(sources) ``S`` (N, h) hold one code ``s_i`` per row, so that the reconstruction
+of sample i is :math:`\hat x_i = W s_i` and of the batch :math:`\hat X = S W^\top`.
+
+The three objectives, each a mean over the N samples as on the slides:
+
+.. math::
+
+    E_0(W, S)      &= \frac1N \sum_i \|x_i - W s_i\|_2^2 + \lambda \|s_i\|_0 \\
+    E_1(W, S)      &= \frac1N \sum_i \|x_i - W s_i\|_2^2 + \lambda \|s_i\|_1 \\
+    E_{1,\eta}(W, S) &= \frac1N \sum_i \left(\|x_i - W s_i\|_2^2 + \lambda \|s_i\|_1\right) + \eta \|W\|_F^2
+
+There is no factor 1/2 in front of the reconstruction error.  scikit-learn's
+``sparse_encode(alpha=a)`` minimises :math:`\tfrac12\|x - Ws\|^2 + a\|s\|_1`, the
+same problem as ours with :math:`a = \lambda / 2`.
+
+Encoders (all batched over the rows of X, on any device):
+
+* :func:`ista` and :func:`fista` (Beck & Teboulle 2009) for :math:`E_1`, with the
+  step :math:`1/L`, :math:`L = 2\|W\|_2^2` the Lipschitz constant of the gradient
+  :math:`2 W^\top (W s - x)` of the reconstruction term;
+* :func:`iht`, iterative hard thresholding, for :math:`E_0`.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from .._checks import as_tensor, check_int, check_same_rows, check_scalar
+
+__all__ = [
+    "reconstruct",
+    "IndexValueCodes",
+    "to_index_value",
+    "reconstruct_index_value",
+    "storage_bits",
+    "sparsity",
+    "per_sample_error",
+    "l0_objective",
+    "l1_objective",
+    "soft_threshold",
+    "hard_threshold",
+    "lipschitz_constant",
+    "ista",
+    "fista",
+    "iht",
+]
+
+
+# ----------------------------------------------------------------------------- checks
+def _check_problem(X, W, S=None, *, device=None):
+    """Validate X (N, d), W (d, h) and optionally S (N, h); put them on one device and dtype."""
+    X = as_tensor(X, "X", ndim=2, shape="(N, d)", device=device)
+    W = as_tensor(W, "W", ndim=2, shape="(d, h)", device=X.device)
+    if W.shape[0] != X.shape[1]:
+        raise ValueError(
+            f"W must have shape (d, h) with d = X.shape[1] = {X.shape[1]} rows; got W of shape {tuple(W.shape)}"
+        )
+    dtype = torch.promote_types(X.dtype, W.dtype)
+    X, W = X.to(dtype), W.to(dtype)
+    if S is None:
+        return X, W
+    S = as_tensor(S, "S", ndim=2, shape="(N, h)", device=X.device).to(dtype)
+    check_same_rows(X, S, "X", "S")
+    if S.shape[1] != W.shape[1]:
+        raise ValueError(f"S must have shape (N, h) with h = W.shape[1] = {W.shape[1]}; got S of shape {tuple(S.shape)}")
+    return X, W, S
+
+
+# ----------------------------------------------------------------- reconstruction
+def reconstruct(W, S) -> torch.Tensor:
+    r"""Dense reconstruction :math:`\hat X = S W^\top`, i.e. :math:`\hat x_i = W s_i`.
+
+    ``W`` is (d, h), ``S`` is (N, h) or a single code (h,); returns (N, d) or (d,).
+    """
+    W = as_tensor(W, "W", ndim=2, shape="(d, h)")
+    S = as_tensor(S, "S", shape="(N, h)", device=W.device)
+    if S.dim() not in (1, 2) or S.shape[-1] != W.shape[1]:
+        raise ValueError(f"S must have shape (N, h) or (h,) with h = {W.shape[1]}; got {tuple(S.shape)}")
+    dtype = torch.promote_types(W.dtype, S.dtype)
+    return S.to(dtype) @ W.to(dtype).T
+
+
+@dataclass(frozen=True)
+class IndexValueCodes:
+    """Codes in index-value form: for sample i, the pairs ``(indices[k], values[k])`` for
+    ``k`` in ``range(offsets[i], offsets[i + 1])`` (compressed sparse rows).
+
+    Only the non-zero entries are kept: ``nnz`` values and ``nnz`` indices, plus
+    ``N + 1`` offsets that say where each sample's pairs start.
+    """
+
+    offsets: torch.Tensor  # (N + 1,) int64
+    indices: torch.Tensor  # (nnz,) int64, atom index j of each entry
+    values: torch.Tensor  # (nnz,) the coefficient s_ij
+    n_atoms: int  # h
+
+    @property
+    def n_samples(self) -> int:
+        return self.offsets.numel() - 1
+
+    @property
+    def nnz(self) -> int:
+        return self.values.numel()
+
+    def pairs(self, i: int) -> list[tuple[int, float]]:
+        """The (index, value) pairs of sample ``i``."""
+        a, b = int(self.offsets[i]), int(self.offsets[i + 1])
+        return [(int(j), float(v)) for j, v in zip(self.indices[a:b], self.values[a:b])]
+
+    def to_dense(self) -> torch.Tensor:
+        """Back to the dense (N, h) matrix."""
+        S = torch.zeros(self.n_samples, self.n_atoms, dtype=self.values.dtype, device=self.values.device)
+        rows = torch.repeat_interleave(torch.arange(self.n_samples, device=self.values.device), self.offsets.diff())
+        S[rows, self.indices] = self.values
+        return S
+
+
+def to_index_value(S, tol: float = 0.0) -> IndexValueCodes:
+    """Index-value form of the dense codes ``S`` (N, h); entries with ``|s| <= tol`` are dropped."""
+    S = as_tensor(S, "S", ndim=2, shape="(N, h)")
+    tol = check_scalar(tol, "tol")
+    keep = S.abs() > tol
+    rows, cols = keep.nonzero(as_tuple=True)  # row-major order: samples in turn
+    counts = keep.sum(dim=1)
+    offsets = torch.zeros(S.shape[0] + 1, dtype=torch.int64, device=S.device)
+    offsets[1:] = counts.cumsum(0)
+    return IndexValueCodes(offsets=offsets, indices=cols, values=S[rows, cols], n_atoms=S.shape[1])
+
+
+def reconstruct_index_value(W, codes: IndexValueCodes) -> torch.Tensor:
+    r"""Reconstruction from the index-value form: :math:`\hat x_i = \sum_k v_k\, w_{j_k}`.
+
+    Touches only the ``nnz`` atoms that are used: cost ``O(nnz * d)`` instead of ``O(N h d)``.
+    """
+    W = as_tensor(W, "W", ndim=2, shape="(d, h)")
+    if not isinstance(codes, IndexValueCodes):
+        raise ValueError(f"codes must be an IndexValueCodes (see to_index_value); got {type(codes).__name__}")
+    if codes.n_atoms != W.shape[1]:
+        raise ValueError(f"codes index {codes.n_atoms} atoms but W has h = {W.shape[1]} columns")
+    values = codes.values.to(W.device, W.dtype)
+    rows = torch.repeat_interleave(torch.arange(codes.n_samples, device=W.device), codes.offsets.diff().to(W.device))
+    out = torch.zeros(codes.n_samples, W.shape[0], dtype=W.dtype, device=W.device)
+    out.index_add_(0, rows, values[:, None] * W.T[codes.indices.to(W.device)])
+    return out
+
+
+def storage_bits(S, value_bits: int = 32, index_bits: int | None = None, tol: float = 0.0) -> dict[str, int]:
+    """Storage cost of the codes ``S`` (N, h) in bits, dense versus index-value.
+
+    * dense: ``N * h * value_bits``;
+    * index-value: ``nnz * (value_bits + index_bits)`` plus one count per sample
+      (``ceil(log2(h + 1))`` bits each), with ``index_bits = ceil(log2 h)`` by default.
+
+    Index-value form wins when the codes are sparse enough:
+    ``nnz / (N h) < value_bits / (value_bits + index_bits)`` roughly.
+    """
+    S = as_tensor(S, "S", ndim=2, shape="(N, h)")
+    value_bits = check_int(value_bits, "value_bits")
+    N, h = S.shape
+    if index_bits is None:
+        index_bits = max(1, math.ceil(math.log2(h)))
+    index_bits = check_int(index_bits, "index_bits")
+    nnz = int((S.abs() > check_scalar(tol, "tol")).sum())
+    count_bits = max(1, math.ceil(math.log2(h + 1)))
+    return {
+        "dense": N * h * value_bits,
+        "index_value": nnz * (value_bits + index_bits) + N * count_bits,
+        "nnz": nnz,
+    }
+
+
+def sparsity(S, tol: float = 0.0) -> float:
+    """Mean number of non-zero entries per code, :math:`\\frac1N\\sum_i \\|s_i\\|_0`."""
+    S = as_tensor(S, "S", ndim=2, shape="(N, h)")
+    return float((S.abs() > check_scalar(tol, "tol")).sum(dim=1).double().mean())
+
+
+# --------------------------------------------------------------------- objectives
+def per_sample_error(X, W, S) -> torch.Tensor:
+    r"""Squared reconstruction error of every sample, :math:`\|x_i - W s_i\|_2^2`, shape (N,)."""
+    X, W, S = _check_problem(X, W, S)
+    return _sq_error(X, W, S)
+
+
+def _sq_error(X, W, S):
+    return ((X - S @ W.T) ** 2).sum(dim=1)
+
+
+def _l1_per_sample(X, W, S, lam):
+    return _sq_error(X, W, S) + lam * S.abs().sum(dim=1)
+
+
+def _l0_per_sample(X, W, S, lam):
+    return _sq_error(X, W, S) + lam * (S != 0).sum(dim=1).to(X.dtype)
+
+
+def l0_objective(X, W, S, lam) -> torch.Tensor:
+    r""":math:`E_0 = \frac1N \sum_i \|x_i - W s_i\|_2^2 + \lambda \|s_i\|_0` (a 0-d tensor)."""
+    X, W, S = _check_problem(X, W, S)
+    lam = check_scalar(lam, "lam")
+    return _l0_per_sample(X, W, S, lam).mean()
+
+
+def l1_objective(X, W, S, lam, eta=0.0) -> torch.Tensor:
+    r""":math:`E_{1,\eta} = \frac1N \sum_i (\|x_i - W s_i\|_2^2 + \lambda \|s_i\|_1) + \eta \|W\|_F^2`.
+
+    With ``eta=0`` this is the plain L1 objective :math:`E_1`.  Returns a 0-d tensor
+    (differentiable in X, W and S).
+    """
+    X, W, S = _check_problem(X, W, S)
+    lam = check_scalar(lam, "lam")
+    eta = check_scalar(eta, "eta")
+    return _l1_per_sample(X, W, S, lam).mean() + eta * (W**2).sum()
+
+
+# ------------------------------------------------------------------- proximal maps
+def soft_threshold(x, lam) -> torch.Tensor:
+    r"""Soft thresholding :math:`\mathrm{sign}(x)\max(|x| - \lambda, 0)`, element-wise, any shape.
+
+    It is the proximal map of :math:`\lambda\|\cdot\|_1`:
+    :math:`\arg\min_s \tfrac12\|s - x\|^2 + \lambda\|s\|_1`.  ``lam`` is a number or a
+    tensor that broadcasts against ``x``.
+    """
+    x = as_tensor(x, "x", finite=False)
+    if isinstance(lam, torch.Tensor) and lam.numel() > 1:
+        if bool((lam < 0).any()) or not bool(torch.isfinite(lam).all()):
+            raise ValueError("lam must be finite and >= 0 everywhere")
+        lam = lam.to(x.device, x.dtype)
+    else:
+        lam = check_scalar(lam, "lam")
+    return torch.sign(x) * torch.clamp(x.abs() - lam, min=0)
+
+
+def hard_threshold(x, threshold) -> torch.Tensor:
+    r"""Hard thresholding: keep :math:`x` where :math:`|x| > \tau`, zero elsewhere.
+
+    The proximal map of :math:`t\lambda\|\cdot\|_0` is hard thresholding at
+    :math:`\tau = \sqrt{2 t \lambda}`.
+    """
+    x = as_tensor(x, "x", finite=False)
+    threshold = check_scalar(threshold, "threshold")
+    return torch.where(x.abs() > threshold, x, torch.zeros_like(x))
+
+
+def lipschitz_constant(W) -> float:
+    r"""Lipschitz constant :math:`L = 2\|W\|_2^2 = 2\sigma_{\max}(W)^2` of :math:`s \mapsto 2W^\top(Ws - x)`."""
+    W = as_tensor(W, "W", ndim=2, shape="(d, h)")
+    return 2.0 * float(torch.linalg.matrix_norm(W, ord=2)) ** 2
+
+
+# ------------------------------------------------------------------------ encoders
+def _setup(X, W, lam, n_iter, step, S0, device):
+    X, W = _check_problem(X, W, device=device)
+    lam = check_scalar(lam, "lam")
+    n_iter = check_int(n_iter, "n_iter", low=0)
+    G = W.T @ W  # (h, h) Gram matrix
+    B = X @ W  # (N, h) correlations W^T x_i
+    if step is None:
+        L = 2.0 * float(torch.linalg.eigvalsh(G)[-1]) if G.numel() else 1.0
+        step = 1.0 / L if L > 0 else 1.0
+    else:
+        step = check_scalar(step, "step", low=0.0, low_inclusive=False)
+    if S0 is None:
+        S = torch.zeros(X.shape[0], W.shape[1], dtype=X.dtype, device=X.device)
+    else:
+        S = as_tensor(S0, "S0", ndim=2, shape="(N, h)", device=X.device).to(X.dtype).clone()
+        if S.shape != (X.shape[0], W.shape[1]):
+            raise ValueError(f"S0 must have shape (N, h) = {(X.shape[0], W.shape[1])}; got {tuple(S.shape)}")
+    return X, W, lam, n_iter, step, G, B, S
+
+
+def _converged(S_new, S_old, tol):
+    if tol <= 0:
+        return False
+    return float(torch.linalg.vector_norm(S_new - S_old)) <= tol * max(float(torch.linalg.vector_norm(S_new)), 1e-30)
+
+
+def ista(X, W, lam, n_iter=100, step=None, *, S0=None, tol=0.0, history=False, device=None):
+    r"""ISTA for the L1 objective :math:`E_1`: codes S (N, h) for data X (N, d) and dictionary W (d, h).
+
+    One iteration is a gradient step on the reconstruction error followed by soft
+    thresholding: :math:`s \leftarrow \mathrm{soft}_{t\lambda}(s - t\, 2W^\top(Ws - x))`, with
+    step :math:`t = 1/L`, :math:`L = 2\|W\|_2^2` unless ``step`` is given.
+
+    Parameters
+    ----------
+    n_iter : at most this many iterations.
+    S0 : warm start (N, h); zeros by default.
+    tol : stop when :math:`\|S_k - S_{k-1}\|_F \le tol \cdot \|S_k\|_F` (0: run all iterations).
+    history : also return the objective :math:`E_1` after every iteration (a list of floats).
+
+    Returns ``S`` or ``(S, objectives)`` when ``history=True``.  ISTA never increases :math:`E_1`.
+    """
+    X, W, lam, n_iter, t, G, B, S = _setup(X, W, lam, n_iter, step, S0, device)
+    tol = check_scalar(tol, "tol")
+    hist = []
+    for _ in range(n_iter):
+        S_new = soft_threshold(S - t * 2.0 * (S @ G - B), lam * t)
+        done = _converged(S_new, S, tol)
+        S = S_new
+        if history:
+            hist.append(float(_l1_per_sample(X, W, S, lam).mean()))
+        if done:
+            break
+    return (S, hist) if history else S
+
+
+def fista(X, W, lam, n_iter=100, step=None, *, S0=None, tol=0.0, history=False, monotone=False, device=None):
+    r"""FISTA (Beck & Teboulle 2009) for the L1 objective :math:`E_1`; same arguments as :func:`ista`.
+
+    Nesterov momentum on top of ISTA: the objective gap falls as :math:`O(1/k^2)`
+    instead of :math:`O(1/k)`.  The objective may rise briefly; with ``monotone=True``
+    the monotone variant (MFISTA) keeps, per sample, the better of the new proximal
+    point and the previous iterate, so :math:`E_1` never increases (used by the batch
+    dictionary learning, which promises a non-increasing objective).
+    """
+    X, W, lam, n_iter, t, G, B, S = _setup(X, W, lam, n_iter, step, S0, device)
+    tol = check_scalar(tol, "tol")
+    Y = S.clone()
+    tk = 1.0
+    hist = []
+    f_S = _l1_per_sample(X, W, S, lam) if monotone else None
+    for _ in range(n_iter):
+        Z = soft_threshold(Y - t * 2.0 * (Y @ G - B), lam * t)
+        t_next = 0.5 * (1.0 + math.sqrt(1.0 + 4.0 * tk * tk))
+        if monotone:
+            f_Z = _l1_per_sample(X, W, Z, lam)
+            better = (f_Z <= f_S)[:, None]
+            S_new = torch.where(better, Z, S)
+            f_S = torch.minimum(f_Z, f_S)
+            Y = S_new + (tk / t_next) * (Z - S_new) + ((tk - 1.0) / t_next) * (S_new - S)
+        else:
+            S_new = Z
+            Y = S_new + ((tk - 1.0) / t_next) * (S_new - S)
+        done = _converged(S_new, S, tol)
+        S, tk = S_new, t_next
+        if history:
+            hist.append(float(f_S.mean()) if monotone else float(_l1_per_sample(X, W, S, lam).mean()))
+        if done:
+            break
+    return (S, hist) if history else S
+
+
+def iht(X, W, lam, n_iter=100, step=None, *, S0=None, tol=0.0, history=False, device=None):
+    r"""Iterative hard thresholding for the L0 objective :math:`E_0`.
+
+    :math:`s \leftarrow H_\tau(s - t\, 2W^\top(Ws - x))` with :math:`\tau = \sqrt{2t\lambda}`, the
+    proximal map of :math:`t\lambda\|\cdot\|_0`.  With :math:`t \le 1/L` each step minimises a
+    majoriser of :math:`E_0`, so the objective never increases; the L0 problem is
+    NP-hard, so IHT finds a local minimum that depends on the start ``S0``.
+    """
+    X, W, lam, n_iter, t, G, B, S = _setup(X, W, lam, n_iter, step, S0, device)
+    tol = check_scalar(tol, "tol")
+    tau = math.sqrt(2.0 * t * lam)
+    hist = []
+    for _ in range(n_iter):
+        Z = S - t * 2.0 * (S @ G - B)
+        S_new = torch.where(Z.abs() > tau, Z, torch.zeros_like(Z))
+        done = _converged(S_new, S, tol)
+        S = S_new
+        if history:
+            hist.append(float(_l0_per_sample(X, W, S, lam).mean()))
+        if done:
+            break
+    return (S, hist) if history else S

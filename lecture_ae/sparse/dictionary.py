@@ -1,0 +1,225 @@
+r"""Learning the dictionary: the batch and the online algorithm for :math:`E_{1,\eta}`.
+
+Both minimise the lecture's objective
+
+.. math::
+
+    E_{1,\eta}(W, S) = \frac1N \sum_i \left(\|x_i - W s_i\|_2^2 + \lambda \|s_i\|_1\right) + \eta \|W\|_F^2 .
+
+*Batch* (alternating minimisation): infer all codes with W fixed (monotone FISTA,
+warm-started), then solve for W with all codes fixed.  For fixed S the objective is
+a ridge regression in W with the closed-form minimiser
+
+.. math::
+
+    W = X^\top S \,(S^\top S + N\eta I)^{-1},
+
+so neither half-step can increase :math:`E_{1,\eta}`.
+
+*Online* (Mairal et al. 2009): draw a random sample or mini-batch, infer its codes
+with the current W, add them to the running statistics :math:`A = \sum s s^\top`,
+:math:`B = \sum x s^\top` (older terms down-weighted), and set W to the minimiser of
+the surrogate :math:`\frac1n\sum (\|x - Ws\|^2) + \eta\|W\|_F^2` built from those
+statistics, :math:`W = B (A + n\eta I)^{-1}`.  The update is approximate (the old codes
+were inferred with older dictionaries) but costs only O(batch) per step, so it makes
+progress long before the batch algorithm has finished its first pass.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import torch
+
+from .._checks import as_tensor, check_int, check_scalar
+from ..runtime import get_device, make_generator, progress
+from .coding import fista, l1_objective
+
+__all__ = ["update_dictionary", "init_dictionary", "DictionaryLearningResult", "batch_dictionary_learning", "online_dictionary_learning"]
+
+
+def update_dictionary(X, S, eta) -> torch.Tensor:
+    r"""The W (d, h) that minimises :math:`E_{1,\eta}` for fixed codes: :math:`X^\top S (S^\top S + N\eta I)^{-1}`.
+
+    With ``eta = 0`` the least-squares solution of minimum norm is returned
+    (atoms that no code uses come out as zero).
+    """
+    X = as_tensor(X, "X", ndim=2, shape="(N, d)")
+    S = as_tensor(S, "S", ndim=2, shape="(N, h)", device=X.device).to(X.dtype)
+    if S.shape[0] != X.shape[0]:
+        raise ValueError(f"X and S must have the same number of rows N; got {X.shape[0]} and {S.shape[0]}")
+    eta = check_scalar(eta, "eta")
+    N, h = S.shape
+    A = S.T @ S
+    if eta > 0:
+        A = A + (N * eta) * torch.eye(h, dtype=X.dtype, device=X.device)
+        # A is symmetric positive definite: solve A W^T = S^T X
+        return torch.linalg.solve(A, S.T @ X).T
+    return torch.linalg.lstsq(S, X, driver="gelsd" if X.device.type == "cpu" else None).solution.T
+
+
+def init_dictionary(X, h, *, seed=0, device=None) -> torch.Tensor:
+    """h atoms drawn from random rows of X, scaled to unit norm (random unit vectors for all-zero rows)."""
+    X = as_tensor(X, "X", ndim=2, shape="(N, d)", device=device)
+    h = check_int(h, "h")
+    gen = make_generator(seed)
+    N, d = X.shape
+    idx = torch.randint(N, (h,), generator=gen)
+    W = X[idx.to(X.device)].T.clone()  # (d, h)
+    noise = torch.randn(d, h, generator=gen, dtype=X.dtype).to(X.device)
+    norms = torch.linalg.vector_norm(W, dim=0)
+    W = torch.where(norms > 1e-12, W, noise)
+    return W / torch.linalg.vector_norm(W, dim=0).clamp_min(1e-12)
+
+
+@dataclass
+class DictionaryLearningResult:
+    """What a dictionary-learning run returns.
+
+    ``objective[k]`` is :math:`E_{1,\\eta}` on the whole training set at the k-th
+    checkpoint, reached after ``seconds[k]`` seconds of the algorithm's own work
+    (evaluation time excluded), after ``samples_seen[k]`` inferred codes.
+    """
+
+    W: torch.Tensor
+    S: torch.Tensor
+    objective: list[float] = field(default_factory=list)
+    seconds: list[float] = field(default_factory=list)
+    samples_seen: list[int] = field(default_factory=list)
+
+
+def _common(X, h, lam, eta, W0, device, seed):
+    X = as_tensor(X, "X", ndim=2, shape="(N, d)", device=get_device(device) if device is not None else None)
+    h = check_int(h, "h")
+    lam = check_scalar(lam, "lam")
+    eta = check_scalar(eta, "eta")
+    if W0 is None:
+        W = init_dictionary(X, h, seed=seed)
+    else:
+        W = as_tensor(W0, "W0", ndim=2, shape="(d, h)", device=X.device).to(X.dtype).clone()
+        if W.shape != (X.shape[1], h):
+            raise ValueError(f"W0 must have shape (d, h) = {(X.shape[1], h)}; got {tuple(W.shape)}")
+    return X, h, lam, eta, W
+
+
+def _sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def batch_dictionary_learning(
+    X, h, lam, eta, *, n_iter=30, encoder_iter=50, W0=None, seed=0, tol=0.0, device=None, show_progress=None
+) -> DictionaryLearningResult:
+    r"""The batch algorithm: alternate "all codes" (monotone FISTA) and "W in closed form".
+
+    The objective :math:`E_{1,\eta}` recorded after every iteration never increases.
+    ``n_iter`` outer iterations at most; stop early when the relative decrease of
+    the objective falls below ``tol``.
+    """
+    X, h, lam, eta, W = _common(X, h, lam, eta, W0, device, seed)
+    n_iter = check_int(n_iter, "n_iter")
+    encoder_iter = check_int(encoder_iter, "encoder_iter")
+    tol = check_scalar(tol, "tol")
+    S = torch.zeros(X.shape[0], h, dtype=X.dtype, device=X.device)
+    res = DictionaryLearningResult(W=W, S=S)
+    res.objective.append(float(l1_objective(X, W, S, lam, eta)))
+    res.seconds.append(0.0)
+    res.samples_seen.append(0)
+    elapsed = 0.0
+    bar = progress(range(n_iter), show=show_progress, desc="batch dictionary learning", leave=False)
+    for _ in bar:
+        _sync(X.device)
+        t0 = time.perf_counter()
+        S = fista(X, W, lam, n_iter=encoder_iter, S0=S, monotone=True)
+        W = update_dictionary(X, S, eta)
+        _sync(X.device)
+        elapsed += time.perf_counter() - t0
+        obj = float(l1_objective(X, W, S, lam, eta))
+        res.objective.append(obj)
+        res.seconds.append(elapsed)
+        res.samples_seen.append(res.samples_seen[-1] + X.shape[0])
+        bar.set_postfix(objective=f"{obj:.4g}")
+        prev = res.objective[-2]
+        if tol > 0 and prev - obj <= tol * abs(prev):
+            break
+    res.W, res.S = W, S
+    return res
+
+
+def online_dictionary_learning(
+    X,
+    h,
+    lam,
+    eta,
+    *,
+    n_steps=1000,
+    batch_size=16,
+    encoder_iter=50,
+    W0=None,
+    seed=0,
+    eval_every=100,
+    eval_encoder_iter=100,
+    device=None,
+    show_progress=None,
+) -> DictionaryLearningResult:
+    r"""The online algorithm: random mini-batches, codes for the batch only, approximate W update.
+
+    Step t: draw ``batch_size`` rows at random, infer their codes with FISTA and the
+    current W, update the running statistics with the forgetting factor of Mairal et
+    al. (as in scikit-learn's ``MiniBatchDictionaryLearning``)
+
+    .. math:: A \leftarrow \beta A + S_b^\top S_b,\quad B \leftarrow \beta B + X_b^\top S_b,\quad n \leftarrow \beta n + |b|
+
+    and set :math:`W = B (A + n\eta I)^{-1}`.  ``batch_size=1`` is the pure online
+    algorithm (one random sample per step).  Every ``eval_every`` steps the full
+    objective is measured (codes for all of X with ``eval_encoder_iter`` FISTA
+    iterations); that time is not counted in ``seconds``.
+    """
+    X, h, lam, eta, W = _common(X, h, lam, eta, W0, device, seed)
+    n_steps = check_int(n_steps, "n_steps")
+    batch_size = check_int(batch_size, "batch_size")
+    encoder_iter = check_int(encoder_iter, "encoder_iter")
+    eval_every = check_int(eval_every, "eval_every")
+    eval_encoder_iter = check_int(eval_encoder_iter, "eval_encoder_iter")
+    N = X.shape[0]
+    gen = make_generator(seed)
+    A = torch.zeros(h, h, dtype=X.dtype, device=X.device)
+    B = torch.zeros(X.shape[1], h, dtype=X.dtype, device=X.device)
+    n_eff = 0.0
+    eye = torch.eye(h, dtype=X.dtype, device=X.device)
+
+    def evaluate():
+        S_all = fista(X, W, lam, n_iter=eval_encoder_iter)
+        return S_all, float(l1_objective(X, W, S_all, lam, eta))
+
+    S_all, obj = evaluate()
+    res = DictionaryLearningResult(W=W, S=S_all, objective=[obj], seconds=[0.0], samples_seen=[0])
+    elapsed = 0.0
+    bar = progress(range(1, n_steps + 1), show=show_progress, desc="online dictionary learning", leave=False)
+    for step in bar:
+        _sync(X.device)
+        t0 = time.perf_counter()
+        idx = torch.randint(N, (batch_size,), generator=gen).to(X.device)
+        Xb = X[idx]
+        Sb = fista(Xb, W, lam, n_iter=encoder_iter)
+        # forgetting factor of Mairal et al. / scikit-learn
+        theta = step * batch_size if step < batch_size else batch_size**2 + step - batch_size
+        beta = (theta + 1.0 - batch_size) / (theta + 1.0)
+        A.mul_(beta).add_(Sb.T @ Sb)
+        B.mul_(beta).add_(Xb.T @ Sb)
+        n_eff = beta * n_eff + batch_size
+        if eta > 0:
+            W = torch.linalg.solve(A + (n_eff * eta) * eye, B.T).T
+        else:
+            W = torch.linalg.lstsq(A, B.T).solution.T
+        _sync(X.device)
+        elapsed += time.perf_counter() - t0
+        if step % eval_every == 0 or step == n_steps:
+            S_all, obj = evaluate()
+            res.objective.append(obj)
+            res.seconds.append(elapsed)
+            res.samples_seen.append(step * batch_size)
+            bar.set_postfix(objective=f"{obj:.4g}")
+    res.W, res.S = W, S_all
+    return res
+
