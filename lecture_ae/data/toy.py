@@ -18,8 +18,8 @@ def toy_2d(n=300, *, scale=3.0, noise=0.15, p_two=0.25, seed=0, dtype=torch.floa
     r"""Points :math:`x = W s + \varepsilon` in :math:`\mathbb R^2` with h = 3 sources.
 
     The three true atoms are unit vectors at 90, 210 and 330 degrees.  Each point
-    uses one source (probability ``1 - p_two``) or two, with Laplace-distributed
-    coefficients of scale ``scale``; Gaussian noise of standard deviation ``noise``
+    uses one source (probability ``1 - p_two``) or two, with Gaussian coefficients
+    of standard deviation ``scale``; Gaussian noise of standard deviation ``noise``
     is added.  The data thus lie near three lines through the origin, the picture
     sparse coding is made for: with 3 atoms in 2-D any point has infinitely many
     dense codes, and the L1 term picks the sparse one.
@@ -36,12 +36,9 @@ def toy_2d(n=300, *, scale=3.0, noise=0.15, p_two=0.25, seed=0, dtype=torch.floa
     S = torch.zeros(n, 3, dtype=dtype)
     first = torch.randint(3, (n,), generator=gen)
     second = (first + torch.randint(1, 3, (n,), generator=gen)) % 3
-    two = torch.rand(n, generator=gen) < p_two
-    laplace = lambda: -scale * torch.log(torch.rand(n, generator=gen, dtype=dtype)).clamp_max(50) * (  # noqa: E731
-        torch.randint(2, (n,), generator=gen) * 2 - 1
-    ).to(dtype)
+    two = torch.rand(n, generator=gen, dtype=torch.float64) < p_two
     rows = torch.arange(n)
-    S[rows, first] = laplace()
-    S[rows[two], second[two]] = laplace()[two]
+    S[rows, first] = scale * torch.randn(n, generator=gen, dtype=dtype)
+    S[rows[two], second[two]] = scale * torch.randn(n, generator=gen, dtype=dtype)[two]
     X = S @ W.T + noise * torch.randn(n, 2, generator=gen, dtype=dtype)
     return X, W, S

@@ -19,6 +19,7 @@ from .coding import (
 from .dictionary import (
     DictionaryLearningResult,
     batch_dictionary_learning,
+    dct_dictionary,
     init_dictionary,
     online_dictionary_learning,
     update_dictionary,
@@ -42,6 +43,7 @@ __all__ = [
     "to_index_value",
     "DictionaryLearningResult",
     "batch_dictionary_learning",
+    "dct_dictionary",
     "init_dictionary",
     "online_dictionary_learning",
     "update_dictionary",

@@ -251,7 +251,18 @@ def hard_threshold(x, threshold) -> torch.Tensor:
 def lipschitz_constant(W) -> float:
     r"""Lipschitz constant :math:`L = 2\|W\|_2^2 = 2\sigma_{\max}(W)^2` of :math:`s \mapsto 2W^\top(Ws - x)`."""
     W = as_tensor(W, "W", ndim=2, shape="(d, h)")
-    return 2.0 * float(torch.linalg.matrix_norm(W, ord=2)) ** 2
+    return _lipschitz_from_gram(W.T @ W)
+
+
+def _lipschitz_from_gram(G) -> float:
+    """2 * largest eigenvalue of the Gram matrix W^T W (computed in float64 for robustness)."""
+    if G.numel() == 0:
+        return 0.0
+    G64 = G.double()
+    try:
+        return 2.0 * float(torch.linalg.eigvalsh(G64)[-1])
+    except RuntimeError:  # LAPACK failure on a degenerate matrix: use the SVD instead
+        return 2.0 * float(torch.linalg.matrix_norm(G64, ord=2))
 
 
 # ------------------------------------------------------------------------ encoders
@@ -262,7 +273,7 @@ def _setup(X, W, lam, n_iter, step, S0, device):
     G = W.T @ W  # (h, h) Gram matrix
     B = X @ W  # (N, h) correlations W^T x_i
     if step is None:
-        L = 2.0 * float(torch.linalg.eigvalsh(G)[-1]) if G.numel() else 1.0
+        L = _lipschitz_from_gram(G)
         step = 1.0 / L if L > 0 else 1.0
     else:
         step = check_scalar(step, "step", low=0.0, low_inclusive=False)

@@ -20,12 +20,14 @@ so neither half-step can increase :math:`E_{1,\eta}`.
 with the current W, add them to the running statistics :math:`A = \sum s s^\top`,
 :math:`B = \sum x s^\top` (older terms down-weighted), and set W to the minimiser of
 the surrogate :math:`\frac1n\sum (\|x - Ws\|^2) + \eta\|W\|_F^2` built from those
-statistics, :math:`W = B (A + n\eta I)^{-1}`.  The update is approximate (the old codes
+statistics, :math:`W = B (A + n\eta I)^{-1}` (over the atoms used so far; an
+atom no code has used keeps its initial value).  The update is approximate (the old codes
 were inferred with older dictionaries) but costs only O(batch) per step, so it makes
 progress long before the batch algorithm has finished its first pass.
 """
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 
@@ -35,7 +37,7 @@ from .._checks import as_tensor, check_int, check_scalar
 from ..runtime import get_device, make_generator, progress
 from .coding import fista, l1_objective
 
-__all__ = ["update_dictionary", "init_dictionary", "DictionaryLearningResult", "batch_dictionary_learning", "online_dictionary_learning"]
+__all__ = ["update_dictionary", "init_dictionary", "dct_dictionary", "DictionaryLearningResult", "batch_dictionary_learning", "online_dictionary_learning"]
 
 
 def update_dictionary(X, S, eta) -> torch.Tensor:
@@ -70,6 +72,23 @@ def init_dictionary(X, h, *, seed=0, device=None) -> torch.Tensor:
     norms = torch.linalg.vector_norm(W, dim=0)
     W = torch.where(norms > 1e-12, W, noise)
     return W / torch.linalg.vector_norm(W, dim=0).clamp_min(1e-12)
+
+
+def dct_dictionary(patch_size=8, atoms_per_dim=11, *, dtype=torch.float32) -> torch.Tensor:
+    """The (overcomplete) 2-D DCT dictionary for ``patch_size`` x ``patch_size`` patches.
+
+    A fixed, hand-designed dictionary: the Kronecker product of a 1-D DCT with
+    ``atoms_per_dim`` frequencies (``atoms_per_dim > patch_size`` is overcomplete),
+    columns of unit norm; the constant (DC) atom comes first.  Shape (p*p, a*a).
+    """
+    p = check_int(patch_size, "patch_size", low=2)
+    a = check_int(atoms_per_dim, "atoms_per_dim", low=1)
+    n = torch.arange(p, dtype=torch.float64)[:, None]
+    k = torch.arange(a, dtype=torch.float64)[None, :]
+    D1 = torch.cos(n * k * math.pi / a)
+    D1[:, 1:] -= D1[:, 1:].mean(dim=0)
+    D1 /= torch.linalg.vector_norm(D1, dim=0)
+    return torch.kron(D1, D1).to(dtype)
 
 
 @dataclass
@@ -112,7 +131,9 @@ def batch_dictionary_learning(
 ) -> DictionaryLearningResult:
     r"""The batch algorithm: alternate "all codes" (monotone FISTA) and "W in closed form".
 
-    The objective :math:`E_{1,\eta}` recorded after every iteration never increases.
+    The W step is :func:`update_dictionary` restricted to the atoms that some code
+    uses; unused atoms keep their value instead of being set to zero, so that they can
+    be picked up again later (zeroed atoms stay dead forever).  The objective :math:`E_{1,\eta}` recorded after every iteration never increases.
     ``n_iter`` outer iterations at most; stop early when the relative decrease of
     the objective falls below ``tol``.
     """
@@ -131,7 +152,7 @@ def batch_dictionary_learning(
         _sync(X.device)
         t0 = time.perf_counter()
         S = fista(X, W, lam, n_iter=encoder_iter, S0=S, monotone=True)
-        W = update_dictionary(X, S, eta)
+        W = _dictionary_step(W, S.T @ S, X.T @ S, X.shape[0] * eta)
         _sync(X.device)
         elapsed += time.perf_counter() - t0
         obj = float(l1_objective(X, W, S, lam, eta))
@@ -144,6 +165,30 @@ def batch_dictionary_learning(
             break
     res.W, res.S = W, S
     return res
+
+
+def _surrogate_solve(A, B, ridge):
+    """argmin_W tr(W A W^T) - 2 tr(W^T B) + ridge ||W||_F^2 = B (A + ridge I)^-1."""
+    if ridge > 0:
+        return torch.linalg.solve(A + ridge * torch.eye(A.shape[0], dtype=A.dtype, device=A.device), B.T).T
+    return torch.linalg.lstsq(A, B.T).solution.T
+
+
+def _dictionary_step(W, A, B, ridge):
+    """Minimise tr(W A W^T) - 2 tr(W^T B) + ridge ||W||_F^2 over the atoms that some code uses.
+
+    ``A = S^T S`` and ``B = X^T S`` (or their running versions).  An atom that no code
+    uses (``A_jj = 0``) keeps its current value: the ridge term alone would set it to
+    zero, and a zero atom is never chosen again (it would be dead for good).  This is an
+    exact minimisation over the block of used atoms, so the objective cannot increase.
+    """
+    used = torch.diagonal(A) > 0
+    if bool(used.all()):
+        return _surrogate_solve(A, B, ridge)
+    W = W.clone()
+    if bool(used.any()):
+        W[:, used] = _surrogate_solve(A[used][:, used], B[:, used], ridge)
+    return W
 
 
 def online_dictionary_learning(
@@ -186,7 +231,6 @@ def online_dictionary_learning(
     A = torch.zeros(h, h, dtype=X.dtype, device=X.device)
     B = torch.zeros(X.shape[1], h, dtype=X.dtype, device=X.device)
     n_eff = 0.0
-    eye = torch.eye(h, dtype=X.dtype, device=X.device)
 
     def evaluate():
         S_all = fista(X, W, lam, n_iter=eval_encoder_iter)
@@ -208,10 +252,7 @@ def online_dictionary_learning(
         A.mul_(beta).add_(Sb.T @ Sb)
         B.mul_(beta).add_(Xb.T @ Sb)
         n_eff = beta * n_eff + batch_size
-        if eta > 0:
-            W = torch.linalg.solve(A + (n_eff * eta) * eye, B.T).T
-        else:
-            W = torch.linalg.lstsq(A, B.T).solution.T
+        W = _dictionary_step(W, A, B, n_eff * eta)
         _sync(X.device)
         elapsed += time.perf_counter() - t0
         if step % eval_every == 0 or step == n_steps:
