@@ -40,3 +40,35 @@ clean-book:
 ## make bench: speed against scikit-learn (not a test)
 bench: $(VENV)/.all
 	$(BIN)/python benchmarks/run_all.py
+
+# ------------------------------------------------------------------------------------------
+# Instructor: the nbgrader pipeline (configuration: nbgrader_config.py; data: grading/, git-ignored)
+#   make release   [ASSIGNMENT=ps1_sparse_coding]  exercises/ from solutions/ (+ gradebook entries)
+#   make autograde [ASSIGNMENT=...]  every submission in grading/submitted/<student>/<assignment>/
+#   make feedback  [ASSIGNMENT=...]  HTML feedback in grading/feedback/<student>/<assignment>/
+#   make grades                      grading/grades.csv (one row per student and assignment)
+# NBGRADER_DB_URL=postgresql://... selects a shared gradebook; NBGRADER_EXECUTE_TIMEOUT the cell timeout.
+# nbgrader runs `alembic` (gradebook migrations) from PATH: put the venv first.
+NBGRADER    := PATH="$(abspath $(BIN)):$$PATH" $(BIN)/nbgrader
+ASSIGNMENT  ?=
+ASSIGNMENTS  = $(if $(ASSIGNMENT),$(ASSIGNMENT),$(sort $(notdir $(wildcard solutions/ps*))))
+SUBMITTED    = grading/submitted
+
+release: $(VENV)/.all
+	@set -e; for a in $(ASSIGNMENTS); do \
+	  echo "== release $$a"; $(NBGRADER) generate_assignment "$$a" --force; done
+
+# nbgrader exits 1 when one submission could not be graded; the others are graded and recorded.
+autograde: $(VENV)/.all
+	@status=0; for a in $(ASSIGNMENTS); do \
+	  if ls -d $(SUBMITTED)/*/"$$a" >/dev/null 2>&1; then \
+	    echo "== autograde $$a"; $(NBGRADER) autograde "$$a" || status=1; \
+	  else echo "== $$a: no submissions in $(SUBMITTED)/<student>/$$a"; fi; done; exit $$status
+
+feedback: $(VENV)/.all
+	@status=0; for a in $(ASSIGNMENTS); do \
+	  if ls -d grading/autograded/*/"$$a" >/dev/null 2>&1; then \
+	    echo "== feedback $$a"; $(NBGRADER) generate_feedback "$$a" || status=1; fi; done; exit $$status
+
+grades: $(VENV)/.all
+	$(NBGRADER) export

@@ -1,0 +1,61 @@
+"""nbgrader configuration of the course (read by every `nbgrader` command run from this folder).
+
+Layout (the course root is the folder of this file):
+
+    solutions/<assignment>/      nbgrader source: solutions + hidden tests (instructors only)
+    exercises/<assignment>/      the student version, made by `make release`
+    grading/                     git-ignored: everything with student data
+        submitted/<student>/<assignment>/   the notebooks students handed in
+        autograded/ feedback/               made by `make autograde` / `make feedback`
+        gradebook.db                        SQLite gradebook (default)
+        grades.csv                          `make grades`
+
+Environment variables:
+    NBGRADER_DB_URL            gradebook URL, e.g. postgresql://grader@dbhost/lecture_ae
+                               (several graders; needs `pip install psycopg2-binary`)
+    NBGRADER_EXECUTE_TIMEOUT   seconds one cell may run during autograding (default 120)
+"""
+import os
+
+c = get_config()  # noqa: F821 (provided by traitlets when nbgrader loads this file)
+
+_root = os.path.dirname(os.path.abspath(__file__))
+_grading = os.path.join(_root, "grading")
+
+c.CourseDirectory.root = _root
+c.CourseDirectory.course_id = "lecture_ae"
+c.CourseDirectory.source_directory = "solutions"
+c.CourseDirectory.release_directory = "exercises"
+c.CourseDirectory.submitted_directory = os.path.join("grading", "submitted")
+c.CourseDirectory.autograded_directory = os.path.join("grading", "autograded")
+c.CourseDirectory.feedback_directory = os.path.join("grading", "feedback")
+c.CourseDirectory.solution_directory = os.path.join("grading", "solution")
+c.CourseDirectory.db_url = os.environ.get("NBGRADER_DB_URL") or "sqlite:///" + os.path.join(_grading, "gradebook.db")
+os.makedirs(_grading, exist_ok=True)  # SQLite creates the file, not its folder
+
+# Files that are never copied (source -> release, submission -> autograded, source -> autograded).
+# nbgrader copies every non-notebook file of a submission next to the notebook it executes, and the
+# kernel imports from that folder first: a submitted `lecture_ae/` package or `torch.py` would shadow
+# the real ones (and the checks).  Code therefore never travels as files: the reference and the
+# checks live in the installed package `lecture_ae`; solutions/<assignment>/ holds notebooks (and data).
+c.CourseDirectory.ignore = [
+    ".ipynb_checkpoints",
+    "__pycache__",
+    "feedback",
+    "*.py",
+    "*.pyc",
+    "*.pyo",
+    "*.pyd",
+    "*.so",
+    "*.pth",
+    "lecture_ae",
+]
+
+# The option nbgrader 0.9.6 honours: its Execute preprocessor (nbgrader/preprocessors/execute.py)
+# redefines `timeout` (default 30 s) and interrupts the kernel on timeout, so a cell that loops
+# forever gets a CellTimeoutError and the remaining cells still run.
+c.Execute.timeout = int(os.environ.get("NBGRADER_EXECUTE_TIMEOUT", "120"))
+c.Execute.interrupt_on_timeout = True
+
+# grades.csv goes under grading/ (git-ignored) as well.
+c.CsvExportPlugin.to = os.path.join(_grading, "grades.csv")
