@@ -39,7 +39,7 @@ clean-book:
 
 ## make bench: speed against scikit-learn (not a test)
 bench: $(VENV)/.all
-	$(BIN)/python benchmarks/run_all.py
+	$(BIN)/python -W ignore benchmarks/run_all.py
 
 # ------------------------------------------------------------------------------------------
 # Instructor: the nbgrader pipeline (configuration: nbgrader_config.py; data: grading/, git-ignored)

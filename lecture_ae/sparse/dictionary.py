@@ -191,6 +191,16 @@ def _dictionary_step(W, A, B, ridge):
     return W
 
 
+def _unit_norm_step(W, A, B):
+    """One pass of block-coordinate descent on tr(W A W^T) - 2 tr(W^T B), s.t. ||w_j|| <= 1."""
+    W = W.clone()
+    diag = torch.diagonal(A)
+    for j in torch.nonzero(diag > 0).flatten().tolist():
+        u = W[:, j] + (B[:, j] - W @ A[:, j]) / diag[j]
+        W[:, j] = u / torch.clamp(torch.linalg.vector_norm(u), min=1.0)
+    return W
+
+
 def online_dictionary_learning(
     X,
     h,
@@ -204,6 +214,7 @@ def online_dictionary_learning(
     seed=0,
     eval_every=100,
     eval_encoder_iter=100,
+    unit_norm=False,
     device=None,
     show_progress=None,
 ) -> DictionaryLearningResult:
@@ -219,8 +230,16 @@ def online_dictionary_learning(
     algorithm (one random sample per step).  Every ``eval_every`` steps the full
     objective is measured (codes for all of X with ``eval_encoder_iter`` FISTA
     iterations); that time is not counted in ``seconds``.
+
+    ``unit_norm=True`` solves the other classical formulation instead (Mairal et al.,
+    scikit-learn): atoms constrained to :math:`\|w_j\| \le 1` rather than penalised
+    (pass ``eta=0``); the W step is then one pass of block-coordinate descent over
+    the atoms, :math:`w_j \leftarrow \Pi_{\|w\|\le1}\big(w_j + (b_j - W a_j)/A_{jj}\big)`.
+    The reported objective is then :math:`E_1` (``eta`` = 0).
     """
     X, h, lam, eta, W = _common(X, h, lam, eta, W0, device, seed)
+    if unit_norm and eta != 0:
+        raise ValueError(f"eta must be 0 with unit_norm=True (the constraint replaces the penalty); got {eta}")
     n_steps = check_int(n_steps, "n_steps")
     batch_size = check_int(batch_size, "batch_size")
     encoder_iter = check_int(encoder_iter, "encoder_iter")
@@ -252,7 +271,7 @@ def online_dictionary_learning(
         A.mul_(beta).add_(Sb.T @ Sb)
         B.mul_(beta).add_(Xb.T @ Sb)
         n_eff = beta * n_eff + batch_size
-        W = _dictionary_step(W, A, B, n_eff * eta)
+        W = _unit_norm_step(W, A, B) if unit_norm else _dictionary_step(W, A, B, n_eff * eta)
         _sync(X.device)
         elapsed += time.perf_counter() - t0
         if step % eval_every == 0 or step == n_steps:
