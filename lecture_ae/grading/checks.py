@@ -430,7 +430,8 @@ def check_function(
         inputs = "\n".join(f"    {k} = {describe(v)}" for k, v in zip(names, list(case.args) + list(case.kwargs.values())))
         expected = reference_fn(*_clone(case.args), **_clone(case.kwargs))
         guard = ReferenceGuard(guard_packages, allow) if guard_packages else None
-        out = call_student(student_fn, case.args, case.kwargs, limit=limit, guard=guard,
+        # the student gets private copies: an in-place change is detected and cannot spoil later cases
+        out = call_student(student_fn, _clone(case.args), _clone(case.kwargs), limit=limit, guard=guard,
                            may_mutate=case.may_mutate, names=names)
         body: list[str] = []
         if out.reference_calls:

@@ -52,6 +52,9 @@ __all__ = [
     "CourseRun",
     "grade_submissions",
     "validate",
+    "chain",
+    "html_to_text",
+    "run_nbgrader",
 ]
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -252,6 +255,7 @@ def grade_submissions(
     timeout: int | None = 30,
     check_time_limit: float | None = None,
     extra_files: Mapping[str, Mapping[str, str | bytes]] | None = None,
+    source_files: Mapping[str, str | bytes] | None = None,
     feedback: bool = True,
     export: bool = True,
     env: Mapping[str, str] | None = None,
@@ -266,12 +270,17 @@ def grade_submissions(
     root : course folder (default: a new temporary folder, kept so it can be inspected).
     timeout : ``Execute.timeout`` in seconds for this course (per cell).
     check_time_limit : per-call limit of the checks (``LECTURE_AE_CHECK_TIME_LIMIT``).
-    extra_files : ``{student_id: {relative path: content}}`` submitted next to the notebook.
+    extra_files : ``{student_id: {relative path: content}}`` submitted next to the notebook
+        (written after it, so a path equal to the notebook's replaces it).
+    source_files : ``{relative path: content}`` added to ``solutions/<assignment>/`` of the
+        course before the release is generated (to test what nbgrader copies).
     """
     import nbformat
 
     root = Path(root) if root is not None else Path(tempfile.mkdtemp(prefix=f"course-{assignment}-"))
     make_course(root, [assignment], repo=repo)
+    for rel, content in (source_files or {}).items():
+        _write(root / "solutions" / assignment / rel, content)
     extra_env = dict(env or {})
     if timeout is not None:
         extra_env["NBGRADER_EXECUTE_TIMEOUT"] = str(int(timeout))
@@ -300,9 +309,7 @@ def grade_submissions(
                 nb = transform(copy.deepcopy(nb))
             nbformat.write(nb, str(dest / nb_path.name))
         for rel, content in (extra_files or {}).get(sid, {}).items():
-            target = dest / rel
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(content.encode() if isinstance(content, str) else content)
+            _write(dest / rel, content)
 
     step("autograde", ["autograde", assignment])  # exits 1 when a submission failed; grades are read below
     if feedback:
@@ -339,6 +346,11 @@ def grade_submissions(
                 st.feedback_text += html_to_text(fb.read_text(encoding="utf-8"))
     return CourseRun(root=root, assignment=assignment, students=students, logs=logs, seconds=seconds,
                      grades_csv=csv_rows)
+
+
+def _write(path: Path, content) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(content.encode() if isinstance(content, str) else content)
 
 
 def _read_gradebook(root: Path, assignment: str, notebook_names, students: dict[str, StudentGrades]) -> None:

@@ -1,0 +1,88 @@
+"""Assertions shared by the end-to-end nbgrader tests of every assignment (tests/test_nbgrader_ps*.py).
+
+The heavy lifting (temporary course, real ``nbgrader`` command line, gradebook) is
+:func:`lecture_ae.grading.pipeline.grade_submissions`; this module adds the checks
+every assignment repeats, so that a new assignment's e2e test stays short::
+
+    from nbgrader_harness import (assert_full_marks, assert_release_matches, assert_zero_tests,
+                                  assert_loses_points, assert_validate)
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from lecture_ae.grading.pipeline import REPO_ROOT, CourseRun, read_notebook, validate
+
+# Cell metadata that nbgrader or Jupyter may change without changing the assignment.
+_VOLATILE_NB_META = {"language_info", "widgets", "toc", "varInspector", "celltoolbar", "vscode"}
+_VOLATILE_CELL_META = {"execution", "collapsed", "scrolled", "jupyter", "tags", "editable", "deletable", "trusted"}
+
+
+def normalized_notebook(path) -> dict:
+    """The content of a notebook that matters to students and graders, as plain JSON data."""
+    nb = read_notebook(path)
+    cells = []
+    for cell in nb.cells:
+        meta = {k: v for k, v in cell.metadata.items() if k not in _VOLATILE_CELL_META}
+        cells.append({"cell_type": cell.cell_type, "source": cell.source, "metadata": meta,
+                      "outputs": cell.get("outputs", [])})
+    meta = {k: v for k, v in nb.metadata.items() if k not in _VOLATILE_NB_META}
+    return json.loads(json.dumps({"metadata": meta, "cells": cells, "nbformat": nb.nbformat}))
+
+
+def assert_release_matches(run: CourseRun, repo=REPO_ROOT) -> None:
+    """The repository's exercises/<assignment>/ is exactly what generate_assignment made from solutions/."""
+    made = run.root / "exercises" / run.assignment
+    committed = Path(repo) / "exercises" / run.assignment
+    made_files = sorted(p.relative_to(made).as_posix() for p in made.rglob("*") if p.is_file())
+    committed_files = sorted(p.relative_to(committed).as_posix() for p in committed.rglob("*")
+                             if p.is_file() and ".ipynb_checkpoints" not in p.parts)
+    assert made_files == committed_files, (
+        f"exercises/{run.assignment} holds {committed_files}, generate_assignment makes {made_files}: "
+        f"run `make release ASSIGNMENT={run.assignment}` and commit")
+    for rel in made_files:
+        if rel.endswith(".ipynb"):
+            a, b = normalized_notebook(made / rel), normalized_notebook(committed / rel)
+            for i, (ca, cb) in enumerate(zip(a["cells"], b["cells"])):
+                assert ca == cb, (f"exercises/{run.assignment}/{rel} cell {i} differs from what "
+                                  f"generate_assignment makes: run `make release ASSIGNMENT={run.assignment}`")
+            assert a == b, f"exercises/{run.assignment}/{rel} is out of date: run `make release ASSIGNMENT={run.assignment}`"
+        else:
+            assert (made / rel).read_bytes() == (committed / rel).read_bytes(), f"exercises/{run.assignment}/{rel} differs"
+
+
+def assert_full_marks(run: CourseRun, student: str) -> None:
+    st = run.students[student]
+    assert st.autograded, f"{student} was not autograded:\n{run.log('autograde')[-3000:]}"
+    tests = st.tests()
+    assert tests, "no autograder cells found"
+    for gid, cell in tests.items():
+        assert cell.score == cell.max_score, f"{student} got {cell.score}/{cell.max_score} on {gid}:\n{cell.output}"
+
+
+def assert_zero_tests(run: CourseRun, student: str) -> None:
+    st = run.students[student]
+    for gid, cell in st.tests().items():
+        assert cell.score == 0, f"{student} got {cell.score} points on {gid}:\n{cell.output}"
+
+
+def assert_loses_points(run: CourseRun, student: str, grade_id: str, *phrases: str) -> None:
+    """``student`` lost points on ``grade_id`` and both the cell output and the feedback name the problem."""
+    st = run.students[student]
+    cell = st.cells[grade_id]
+    assert cell.score is not None and cell.score < cell.max_score, (
+        f"{student} kept {cell.score}/{cell.max_score} points on {grade_id}:\n{cell.output}")
+    for phrase in phrases:
+        assert phrase in cell.output, f"{student}/{grade_id}: {phrase!r} not in the message:\n{cell.output}"
+        assert phrase in " ".join(st.feedback_text.split()), f"{student}/{grade_id}: {phrase!r} not in the feedback"
+
+
+def assert_validate(run: CourseRun) -> None:
+    """`nbgrader validate` passes the source and `--invert` passes the release (both exit 0 either way)."""
+    for src in sorted((run.root / "solutions" / run.assignment).glob("*.ipynb")):
+        rc, out = validate(src, cwd=run.root)
+        assert rc == 0 and "Success! Your notebook passes all the tests." in out, out[-3000:]
+        rel = run.root / "exercises" / run.assignment / src.name
+        rc, out = validate(rel, cwd=run.root, invert=True)
+        assert rc == 0 and "Success! The notebook does not pass any tests." in out, out[-3000:]

@@ -1,0 +1,233 @@
+"""End to end: the real nbgrader command line grades ps1 (sparse coding) in a temporary course.
+
+One autograde run grades every student below (that is what an instructor does, and
+it is also the fast way); the tests then read the gradebook, the autograded
+notebooks, the feedback HTML and grades.csv.
+"""
+from __future__ import annotations
+
+import pytest
+
+from lecture_ae.grading.pipeline import chain, fill_from_source, grade_submissions, replace_solution
+from nbgrader_harness import (
+    assert_full_marks,
+    assert_loses_points,
+    assert_release_matches,
+    assert_validate,
+    assert_zero_tests,
+)
+
+A = "ps1_sparse_coding"
+POINTS = {"test_soft_threshold": 2, "test_l1_objective": 2, "test_ista": 3, "test_update_dictionary": 2}
+SOLUTION = fill_from_source(A)
+EXECUTE_TIMEOUT = 20  # s per cell in the test course (the repository's default is 120)
+CHECK_LIMIT = 3  # s per call of a student's function
+
+
+def _student(**cells):
+    """The solution, with the given solution cells (by grade id) replaced."""
+    return chain(SOLUTION, *(replace_solution(gid, src) for gid, src in cells.items()))
+
+
+# Three typical wrong implementations of every function: student wrong_k has mistake k in all four
+# (each function is self-contained, so one mistake does not spill into another part).
+WRONG = {
+    "soft_threshold": [
+        ("def soft_threshold(x, lam):\n    return torch.clamp(x.abs() - lam, min=0)",
+         "likely mistake: the sign is lost"),
+        ("def soft_threshold(x, lam):\n    return x * (x.abs() > lam)",
+         "likely mistake: hard thresholding"),
+        ("def soft_threshold(x, lam):\n    x[x.abs() <= lam] = 0\n    x -= lam * torch.sign(x)\n    return x",
+         "changed its input x in place"),
+    ],
+    "l1_objective": [
+        ("def l1_objective(X, W, S, lam, eta):\n"
+         "    return ((X - S @ W.T)**2).sum() + lam * S.abs().sum() + eta * (W**2).sum()",
+         "likely mistake: the sum over the N samples is not divided by N"),
+        ("def l1_objective(X, W, S, lam, eta):\n"
+         "    err = torch.linalg.norm(X - S @ W.T, dim=1)\n"
+         "    return (err + lam * S.abs().sum(dim=1)).mean() + eta * (W**2).sum()",
+         "likely mistake: the reconstruction error is not squared"),
+        ("def l1_objective(X, W, S, lam, eta):\n"
+         "    return ((X - S @ W.T)**2).sum(dim=1) + lam * S.abs().sum(dim=1) + eta * (W**2).sum()",
+         "it should return a single number"),
+    ],
+    "ista": [
+        ("def ista(X, W, lam, n_iter, step=None):\n"
+         "    t = 1 / (2 * (W**2).sum()) if step is None else step\n"
+         "    S = torch.zeros(X.shape[0], W.shape[1], dtype=X.dtype)\n"
+         "    for _ in range(n_iter):\n"
+         "        Z = S - t * 2 * (S @ W.T - X) @ W\n"
+         "        S = torch.sign(Z) * torch.clamp(Z.abs() - t * lam, min=0)\n"
+         "    return S",
+         "likely mistake: L uses the Frobenius norm"),
+        ("def ista(X, W, lam, n_iter, step=None):\n"
+         "    t = 1 / (2 * torch.linalg.matrix_norm(W, ord=2)**2) if step is None else step\n"
+         "    S = torch.zeros(X.shape[0], W.shape[1], dtype=X.dtype)\n"
+         "    for _ in range(n_iter):\n"
+         "        Z = S - t * 2 * (S @ W.T - X) @ W\n"
+         "        S = torch.sign(Z) * torch.clamp(Z.abs() - lam, min=0)\n"
+         "    return S",
+         "likely mistake: the threshold is lam;"),
+        ("def ista(X, W, lam, n_iter, step=None):\n"
+         "    t = 1 / (2 * torch.linalg.matrix_norm(W, ord=2)**2) if step is None else step\n"
+         "    S = torch.zeros(X.shape[0], W.shape[1], dtype=X.dtype)\n"
+         "    for _ in range(n_iter + 1):\n"
+         "        Z = S - t * 2 * (S @ W.T - X) @ W\n"
+         "        S = torch.sign(Z) * torch.clamp(Z.abs() - t * lam, min=0)\n"
+         "    return S",
+         "likely mistake: one iteration too many"),
+    ],
+    "update_dictionary": [
+        ("def update_dictionary(X, S, eta):\n"
+         "    A = S.T @ S + eta * torch.eye(S.shape[1], dtype=X.dtype)\n"
+         "    return torch.linalg.solve(A, S.T @ X).T",
+         "likely mistake: the ridge term is eta I"),
+        ("def update_dictionary(X, S, eta):\n"
+         "    A = S.T @ S + X.shape[0] * eta * torch.eye(S.shape[1], dtype=X.dtype)\n"
+         "    return torch.linalg.solve(A, S.T @ X)",
+         "you returned W^T"),
+        ("def update_dictionary(X, S, eta):\n"
+         "    return torch.linalg.lstsq(S, X).solution.T",
+         "likely mistake: eta is ignored"),
+    ],
+}
+
+LOOPS = _student(
+    # a top-level infinite loop: nbgrader's Execute timeout interrupts the cell
+    soft_threshold="while True:\n    pass\n\ndef soft_threshold(x, lam):\n    return torch.sign(x) * torch.clamp(x.abs() - lam, min=0)",
+    # an infinite loop inside the function: the check's time limit stops it
+    ista="def ista(X, W, lam, n_iter, step=None):\n    S = torch.zeros(X.shape[0], W.shape[1], dtype=X.dtype)\n"
+         "    k = 0\n    while k < n_iter:\n        S = S + 0.0\n    return S",
+)
+RAISES = _student(
+    l1_objective="raise RuntimeError('I did not finish this part')",
+    update_dictionary="def update_dictionary(X, S, eta):\n    n_used = 0\n    return X.T @ S * (1 / n_used)",
+)
+CHEATER = _student(
+    soft_threshold="from lecture_ae.sparse import soft_threshold as _st\n\ndef soft_threshold(x, lam):\n    return _st(x, lam)",
+    l1_objective="import lecture_ae.sparse.coding as C\n\ndef l1_objective(X, W, S, lam, eta):\n    return C.l1_objective(X, W, S, lam, eta)",
+    ista="def ista(X, W, lam, n_iter, step=None):\n    import lecture_ae.sparse\n    try:\n"
+         "        return lecture_ae.sparse.fista(X, W, lam, n_iter=n_iter, step=step)\n"
+         "    except Exception:\n        return lecture_ae.sparse.ista(X, W, lam, n_iter=n_iter, step=step)",
+    update_dictionary="def update_dictionary(X, S, eta):\n    from lecture_ae.grading import ps1\n"
+                      "    return ps1._closed_form(X, S, X.shape[0] * eta)",
+)
+KILLS_KERNEL = _student(l1_objective="import os\nos._exit(1)")
+
+# A fake `lecture_ae` package and `torch.py` next to the notebook would shadow the real ones in the
+# grading kernel (whose working directory is the submission folder) if nbgrader copied them.
+FAKE = "def __getattr__(name):\n    return lambda *a, **k: None\n"
+CHEATER_FILES = {
+    "lecture_ae/__init__.py": FAKE,
+    "lecture_ae/grading/__init__.py": FAKE,
+    "lecture_ae/grading/ps1.py": FAKE,
+    "torch.py": "raise SystemExit('fake torch')\n",
+    "notes.txt": "my notes\n",
+}
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    submissions = {
+        "solution": SOLUTION,
+        "release": None,
+        "loops": LOOPS,
+        "raises": RAISES,
+        "cheater": CHEATER,
+        "kills_kernel": KILLS_KERNEL,
+        "corrupt": None,
+    }
+    for k in range(3):
+        submissions[f"wrong_{k + 1}"] = _student(**{fn: WRONG[fn][k][0] for fn in WRONG})
+    return grade_submissions(
+        A,
+        submissions,
+        root=tmp_path_factory.mktemp("course"),
+        timeout=EXECUTE_TIMEOUT,
+        check_time_limit=CHECK_LIMIT,
+        extra_files={"cheater": CHEATER_FILES, "corrupt": {f"{A}.ipynb": "{ this is not a notebook"}},
+        source_files={"instructor_notes.py": "REFERENCE = 'do not hand out'\n"},
+    )
+
+
+def test_exercises_are_what_generate_assignment_makes(run):
+    assert_release_matches(run)
+
+
+def test_release_hides_solutions_hidden_tests_and_code_files(run):
+    release = run.root / "exercises" / A
+    assert sorted(p.name for p in release.iterdir()) == [f"{A}.ipynb"]  # the .py of the source stays behind
+    text = (release / f"{A}.ipynb").read_text()
+    for secret in ("BEGIN SOLUTION", "BEGIN HIDDEN TESTS", "edge_cases=True", "torch.linalg.solve(A, S.T @ X)"):
+        assert secret not in text
+
+
+def test_solution_scores_full_marks(run):
+    assert_full_marks(run, "solution")
+    st = run.students["solution"]
+    assert st.test_score == sum(POINTS.values()) == 9
+    assert "hidden checks passed" in st.output("test_ista")  # the hidden part ran
+    # the manually graded answers wait for a grader; the plot is in the autograded notebook
+    assert st.cells["plot_lambda_sweep"].needs_manual_grade and st.cells["answer_lambda"].needs_manual_grade
+    graded = (run.root / "grading" / "autograded" / "solution" / A / f"{A}.ipynb").read_text()
+    assert '"image/png"' in graded
+
+
+def test_unmodified_release_scores_zero(run):
+    assert_zero_tests(run, "release")
+    st = run.students["release"]
+    assert st.score == 0  # untouched manual answers score 0 without a grader
+    assert "soft_threshold is not implemented yet" in st.output("test_soft_threshold")
+
+
+def test_validate_passes_the_source_and_invert_passes_the_release(run):
+    assert_validate(run)
+
+
+@pytest.mark.parametrize("k", [0, 1, 2])
+@pytest.mark.parametrize("function", list(WRONG))
+def test_typical_mistakes_lose_points_with_a_message(run, function, k):
+    _, phrase = WRONG[function][k]
+    assert_loses_points(run, f"wrong_{k + 1}", f"test_{function}", phrase)
+
+
+def test_infinite_loops_are_stopped_and_the_other_parts_graded(run):
+    st = run.students["loops"]
+    assert st.autograded
+    assert st.cells["test_soft_threshold"].score == 0
+    assert "CellTimeoutError" in (run.root / "grading" / "autograded" / "loops" / A / f"{A}.ipynb").read_text()
+    assert_loses_points(run, "loops", "test_ista", "did not finish within the time limit")
+    assert st.cells["test_l1_objective"].score == 2 and st.cells["test_update_dictionary"].score == 2
+
+
+def test_a_raising_cell_does_not_stop_the_other_parts(run):
+    st = run.students["raises"]
+    assert st.cells["test_l1_objective"].score == 0
+    assert_loses_points(run, "raises", "test_update_dictionary", "raised ZeroDivisionError")
+    assert st.cells["test_soft_threshold"].score == 2 and st.cells["test_ista"].score == 3
+
+
+def test_calling_the_reference_scores_zero_and_submitted_code_files_are_not_used(run):
+    for function in WRONG:
+        assert_loses_points(run, "cheater", f"test_{function}", "calls the reference implementation")
+    assert_zero_tests(run, "cheater")
+    graded = run.root / "grading" / "autograded" / "cheater" / A
+    assert (graded / "notes.txt").exists()  # ordinary files are copied ...
+    assert not (graded / "torch.py").exists() and not (graded / "lecture_ae").exists()  # ... code is not
+    assert not (graded / "instructor_notes.py").exists()
+
+
+def test_broken_submissions_do_not_cost_the_others_their_grades(run):
+    # nbgrader reports the submissions it could not grade (exit status 1) and records everyone else
+    log = run.log("autograde")
+    assert run.logs["autograde"].returncode != 0
+    assert "kills_kernel" in log and "corrupt" in log
+    rows = {r["student_id"]: r for r in run.grades_csv}
+    assert set(rows) == set(run.students)
+    expected = {"solution": 9, "release": 0, "loops": 4, "raises": 5, "cheater": 0}
+    for sid, score in expected.items():
+        assert float(rows[sid]["raw_score"]) == score, (sid, rows[sid])
+        assert run.students[sid].test_score == score
+    for k in range(3):
+        assert run.students[f"wrong_{k + 1}"].autograded
