@@ -51,6 +51,13 @@ c.CourseDirectory.ignore = [
     "lecture_ae",
 ]
 
+# The exclude_overwriting pitfall: before executing a submission, `nbgrader autograde` copies every
+# non-notebook file of solutions/<assignment>/ over the submission (so students cannot tamper with
+# provided files), except those listed here; `generate_assignment` copies the same files into the
+# release.  A reference or helper .py kept there would be handed to students; so it is kept empty,
+# code lives in the package, and the ignore list above keeps *.py out of every copy.
+c.Autograde.exclude_overwriting = {}
+
 # The option nbgrader 0.9.6 honours: its Execute preprocessor (nbgrader/preprocessors/execute.py)
 # redefines `timeout` (default 30 s) and interrupts the kernel on timeout, so a cell that loops
 # forever gets a CellTimeoutError and the remaining cells still run.

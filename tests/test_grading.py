@@ -285,3 +285,33 @@ def test_mistakes_that_fail_or_return_none_are_skipped():
     with pytest.raises(CheckFailed, match="likely mistake: doubled"):
         check_function(lambda x, lam: 2 * soft_threshold(x, lam), coding.soft_threshold,
                        [Case((torch.tensor([3.0, -1.0]), 0.5))], mistakes=mistakes, compare=tensor_close())
+
+
+def test_guard_covers_decorated_functions_methods_and_aliases(tmp_path, monkeypatch):
+    pkg = tmp_path / "fake_reference"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "impl.py").write_text(
+        "import functools, torch\n"
+        "def plain(x):\n    return x + 1\n"
+        "@torch.no_grad()\ndef decorated(x):\n    return x + 2\n"
+        "class Model:\n"
+        "    def forward(self, x):\n        return x + 3\n"
+        "    @staticmethod\n    def helper(x):\n        return x + 4\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    from fake_reference import impl
+    from fake_reference.impl import decorated as alias
+
+    model = impl.Model()
+    with ReferenceGuard(packages=("fake_reference",), allow=()) as guard:
+        for call in (lambda: impl.plain(1), lambda: alias(torch.ones(1)), lambda: model.forward(1),
+                     lambda: impl.Model.helper(1)):
+            with pytest.raises(ReferenceUsedError):
+                call()
+    assert guard.calls == ["fake_reference.impl.plain", "fake_reference.impl.decorated",
+                           "fake_reference.impl.Model.forward", "fake_reference.impl.Model.helper"]
+    assert impl.plain(1) == 2 and float(alias(torch.ones(1))) == 3.0 and model.forward(1) == 4
+    assert impl.Model.helper(1) == 5 and impl.decorated is alias
+    with ReferenceGuard(packages=("fake_reference",), allow=("fake_reference.impl.Model",)):
+        assert model.forward(1) == 4  # an allowed class stays usable

@@ -324,6 +324,9 @@ def compare_tensors(got, expected, *, rtol: float = 1e-6, atol: float = 1e-9, wh
     hint = _pattern_hint(g, e64, rtol, atol)
     if hint:
         lines.append(hint)
+    if e.dtype == torch.float64 and got.dtype in (torch.float32, torch.float16, torch.bfloat16, np.float32):
+        lines.append(f"note: your result is {str(got.dtype).replace('torch.', '')} while the inputs are float64: "
+                     "keep the dtype of the inputs (e.g. torch.zeros(..., dtype=X.dtype))")
     return "\n".join(lines)
 
 

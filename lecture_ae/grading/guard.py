@@ -9,7 +9,8 @@ attributes) also catches aliases the student made earlier, e.g.
 ``from lecture_ae.sparse import ista as ref``.  Everything is restored on exit.
 
 Functions with closures (decorated wrappers) cannot take a code object without
-the same free variables; for those only the module attribute is replaced.
+the same free variables; for those the function they wrap (``__wrapped__``) is
+blocked and the module attribute replaced.
 """
 from __future__ import annotations
 
@@ -132,7 +133,19 @@ class ReferenceGuard:
                     _REGISTRY[stub] = name
                     self._saved.append(("code", fn, fn.__code__, stub))
                     fn.__code__ = stub
-                elif mod is not None:
+                else:
+                    # a decorated function (functools.wraps): block the wrapped function's code, which
+                    # every alias reaches through the wrapper, and the module attribute
+                    inner = getattr(fn, "__wrapped__", None)
+                    while inner is not None and getattr(inner, "__closure__", 0) is not None:
+                        inner = getattr(inner, "__wrapped__", None)
+                    if isinstance(inner, types.FunctionType):
+                        stub = _STUB_CODE.replace(co_name=inner.__code__.co_name, co_qualname=inner.__qualname__,
+                                                  co_filename=f"<reference {name} is blocked>")
+                        _REGISTRY[stub] = name
+                        self._saved.append(("code", inner, inner.__code__, stub))
+                        inner.__code__ = stub
+                if fn.__closure__ is not None and mod is not None:
                     def blocked(*args, _name=name, **kwargs):
                         for calls in _CALLS:
                             calls.append(_name)
