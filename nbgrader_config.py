@@ -30,8 +30,11 @@ c.CourseDirectory.submitted_directory = os.path.join("grading", "submitted")
 c.CourseDirectory.autograded_directory = os.path.join("grading", "autograded")
 c.CourseDirectory.feedback_directory = os.path.join("grading", "feedback")
 c.CourseDirectory.solution_directory = os.path.join("grading", "solution")
-c.CourseDirectory.db_url = os.environ.get("NBGRADER_DB_URL") or "sqlite:///" + os.path.join(_grading, "gradebook.db")
-os.makedirs(_grading, exist_ok=True)  # SQLite creates the file, not its folder
+if os.environ.get("NBGRADER_DB_URL"):
+    c.CourseDirectory.db_url = os.environ["NBGRADER_DB_URL"]
+else:
+    c.CourseDirectory.db_url = "sqlite:///" + os.path.join(_grading, "gradebook.db")
+    os.makedirs(_grading, exist_ok=True)  # SQLite creates the file, not its folder
 
 # Files that are never copied (source -> release, submission -> autograded, source -> autograded).
 # nbgrader copies every non-notebook file of a submission next to the notebook it executes, and the

@@ -6,9 +6,11 @@ notebooks, the feedback HTML and grades.csv.
 """
 from __future__ import annotations
 
+import shutil
+
 import pytest
 
-from lecture_ae.grading.pipeline import chain, fill_from_source, grade_submissions, replace_solution
+from lecture_ae.grading.pipeline import REPO_ROOT, chain, fill_from_source, grade_submissions, replace_solution
 from nbgrader_harness import (
     assert_full_marks,
     assert_loses_points,
@@ -196,6 +198,8 @@ def test_infinite_loops_are_stopped_and_the_other_parts_graded(run):
     st = run.students["loops"]
     assert st.autograded
     assert st.cells["test_soft_threshold"].score == 0
+    # nbclient logs the timeout it applies: the course's Execute.timeout, not nbgrader's default of 30 s
+    assert f"Timeout waiting for execute reply ({EXECUTE_TIMEOUT}s)" in run.log("autograde")
     assert "CellTimeoutError" in (run.root / "grading" / "autograded" / "loops" / A / f"{A}.ipynb").read_text()
     assert_loses_points(run, "loops", "test_ista", "did not finish within the time limit")
     assert st.cells["test_l1_objective"].score == 2 and st.cells["test_update_dictionary"].score == 2
@@ -231,3 +235,27 @@ def test_broken_submissions_do_not_cost_the_others_their_grades(run):
         assert run.students[sid].test_score == score
     for k in range(3):
         assert run.students[f"wrong_{k + 1}"].autograded
+
+
+def test_config_layout_timeout_and_database(tmp_path, monkeypatch):
+    """The repository's nbgrader_config.py, read the way nbgrader reads it, configures nbgrader's Execute."""
+    from nbgrader.preprocessors import Execute
+    from traitlets.config.loader import PyFileConfigLoader
+
+    shutil.copy(REPO_ROOT / "nbgrader_config.py", tmp_path / "nbgrader_config.py")
+    monkeypatch.delenv("NBGRADER_DB_URL", raising=False)
+    monkeypatch.setenv("NBGRADER_EXECUTE_TIMEOUT", "7")
+    cfg = PyFileConfigLoader("nbgrader_config.py", path=str(tmp_path)).load_config()
+    cd = cfg.CourseDirectory
+    assert (cd.root, cd.source_directory, cd.release_directory) == (str(tmp_path), "solutions", "exercises")
+    for step in ("submitted", "autograded", "feedback"):
+        assert getattr(cd, f"{step}_directory") == f"grading/{step}"
+    assert cd.db_url == f"sqlite:///{tmp_path}/grading/gradebook.db" and (tmp_path / "grading").is_dir()
+    execute = Execute(config=cfg)
+    assert execute.timeout == 7 and execute.interrupt_on_timeout
+    assert "*.py" in cd.ignore and "lecture_ae" in cd.ignore
+    assert cfg.Autograde.exclude_overwriting == {}
+
+    monkeypatch.setenv("NBGRADER_DB_URL", "postgresql://grader@dbhost/lecture_ae")
+    cfg = PyFileConfigLoader("nbgrader_config.py", path=str(tmp_path)).load_config()
+    assert cfg.CourseDirectory.db_url == "postgresql://grader@dbhost/lecture_ae"
