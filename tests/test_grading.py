@@ -315,3 +315,17 @@ def test_guard_covers_decorated_functions_methods_and_aliases(tmp_path, monkeypa
     assert impl.Model.helper(1) == 5 and impl.decorated is alias
     with ReferenceGuard(packages=("fake_reference",), allow=("fake_reference.impl.Model",)):
         assert model.forward(1) == 4  # an allowed class stays usable
+
+
+def test_tuple_comparator_names_the_element_that_differs():
+    from lecture_ae.grading import tuple_close
+
+    def ref(x):
+        return x * 2, float(x.sum())
+
+    case = [Case((torch.tensor([1.0, 2.0], dtype=torch.float64),))]
+    check_function(lambda x: (2 * x, float(x.sum())), ref, case, compare=tuple_close("doubled", "total"))
+    with pytest.raises(CheckFailed, match=r"total \(element 2 of the tuple\): expected 3, got 4"):
+        check_function(lambda x: (2 * x, float(x.sum()) + 1), ref, case, compare=tuple_close("doubled", "total"))
+    with pytest.raises(CheckFailed, match="it should return a tuple of 2 values"):
+        check_function(lambda x: 2 * x, ref, case, compare=tuple_close("doubled", "total"))

@@ -34,8 +34,10 @@ Adding an assignment (ps2, ps3, ...)
    with exactly the students' signature, list the typical wrong implementations as
    :class:`~lecture_ae.grading.checks.Mistake` and call
    :func:`~lecture_ae.grading.checks.check_function` (pick ``tensor_close`` /
-   ``scalar_close`` tolerances, or write a comparator ``compare(got, expected, what) ->
-   None | str``).  The check must return ``None``: a number shown by an autograder cell
+   ``scalar_close`` / ``tuple_close`` tolerances, or write a comparator
+   ``compare(got, expected, what) -> None | str``).  A class the students write (an
+   ``nn.Module``) is checked through a small function that builds it with fixed weights
+   and calls it.  The check must return ``None``: a number shown by an autograder cell
    is read by nbgrader as partial credit.  When the student's function receives a
    reference object it may use (a reference model, a dataset), pass
    ``allow=DEFAULT_ALLOWED + ("lecture_ae.models.unet.UNet",)``; arguments it may change
@@ -69,6 +71,7 @@ from .checks import (
     scalar_close,
     tensor_close,
     time_limit,
+    tuple_close,
 )
 from .guard import DEFAULT_ALLOWED, DEFAULT_GUARDED, ReferenceGuard, ReferenceUsedError
 
@@ -85,6 +88,7 @@ __all__ = [
     "scalar_close",
     "tensor_close",
     "time_limit",
+    "tuple_close",
     "DEFAULT_ALLOWED",
     "DEFAULT_GUARDED",
     "ReferenceGuard",

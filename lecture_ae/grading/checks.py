@@ -53,6 +53,7 @@ __all__ = [
     "compare_scalars",
     "tensor_close",
     "scalar_close",
+    "tuple_close",
     "check_function",
 ]
 
@@ -387,6 +388,30 @@ def tensor_close(rtol: float = 1e-6, atol: float = 1e-9):
 def scalar_close(rtol: float = 1e-6, atol: float = 1e-9):
     """A comparator for :func:`check_function`: single numbers equal up to ``rtol``/``atol``."""
     return lambda got, expected, what: compare_scalars(got, expected, rtol=rtol, atol=atol, what=what)
+
+
+def tuple_close(*names: str, rtol: float = 1e-6, atol: float = 1e-9):
+    """A comparator for functions that return a tuple, e.g. ``tuple_close("codes", "reconstruction")``.
+
+    Tensors with at least one dimension are compared with :func:`compare_tensors`, numbers
+    and 0-d tensors with :func:`compare_scalars`; the message names the element that differs.
+    """
+
+    def compare(got, expected, what):
+        if not isinstance(got, (tuple, list)) or len(got) != len(expected):
+            return (f"{what} returned {describe(got)}; it should return a tuple of {len(expected)} values "
+                    f"({', '.join(names)})")
+        for k, (g, e) in enumerate(zip(got, expected)):
+            label = names[k] if k < len(names) else f"value {k + 1}"
+            if isinstance(e, torch.Tensor) and e.dim() > 0:
+                problem = compare_tensors(g, e, rtol=rtol, atol=atol, what=f"{what} ({label})")
+            else:
+                problem = compare_scalars(g, e, rtol=rtol, atol=atol, what=f"{what} ({label})")
+            if problem is not None:
+                return f"{label} (element {k + 1} of the tuple): {problem}"
+        return None
+
+    return compare
 
 
 # -------------------------------------------------------------------- the check

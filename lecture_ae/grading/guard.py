@@ -44,6 +44,7 @@ _STUB_CODE = _stub.__code__
 # code object of a stub -> "module.qualname" of the function it replaced, for the active guards
 _REGISTRY: dict[types.CodeType, str] = {}
 _CALLS: list[list[str]] = []  # one list per active guard (guards nest)
+_SUBMODULES: dict[tuple, list[str]] = {}  # package -> names of its submodules (found once per process)
 
 
 def _blocked_call(code) -> None:
@@ -86,11 +87,16 @@ class ReferenceGuard:
             except ImportError:
                 continue
             mods.append(pkg)
-            for info in pkgutil.walk_packages(getattr(pkg, "__path__", []), pkg_name + "."):
-                if _matches(info.name, self.allow):
+            key = (pkg_name, tuple(getattr(pkg, "__path__", [])))
+            if key not in _SUBMODULES:
+                # onerror: a subpackage that fails to import is skipped, whatever the exception
+                _SUBMODULES[key] = [info.name for info in pkgutil.walk_packages(
+                    getattr(pkg, "__path__", []), pkg_name + ".", onerror=lambda name: None)]
+            for name in _SUBMODULES[key]:
+                if _matches(name, self.allow):
                     continue
                 try:
-                    mods.append(importlib.import_module(info.name))
+                    mods.append(importlib.import_module(name))
                 except Exception:  # an optional dependency missing: nothing to guard there
                     continue
         return [m for m in mods if not _matches(m.__name__, self.allow)]
