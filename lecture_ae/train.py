@@ -16,7 +16,8 @@ losses.  It gives, for every model the same way:
 * **seeds**: ``seed`` fixes the shuffling and every random draw inside the loop
   (noise layers, dropout), so a run repeats exactly on the same device;
 * **validation and early stopping**: the validation loss after every epoch (model in
-  ``eval`` mode, no gradients); with ``patience`` the loop stops after that many
+  ``eval`` mode, no gradients, random draws of the loss re-seeded so every epoch sees
+  the same corruption); with ``patience`` the loop stops after that many
   epochs without improvement; the weights of the best validation epoch are restored
   at the end whenever ``val_data`` is given;
 * **device**: ``device=None`` is :func:`lecture_ae.runtime.get_device` (CUDA when present);
@@ -211,14 +212,18 @@ def _scalar_loss(loss, where):
 
 
 @torch.no_grad()
-def _evaluate(model, batches: _Batches, loss_fn) -> float:
+def _evaluate(model, batches: _Batches, loss_fn, seed: int = 0) -> float:
+    """Mean loss over samples; random draws inside the loss (e.g. corruption) repeat for every call."""
     was_training = model.training
     model.eval()
     total, count = 0.0, 0
-    for batch in batches(shuffle=False):
-        n = _batch_size(batch)
-        total += float(_scalar_loss(loss_fn(model, batch), "validation")) * n
-        count += n
+    dev = batches.device
+    with torch.random.fork_rng(devices=[dev.index or 0] if dev.type == "cuda" else []):
+        torch.manual_seed(seed)
+        for batch in batches(shuffle=False):
+            n = _batch_size(batch)
+            total += float(_scalar_loss(loss_fn(model, batch), "validation")) * n
+            count += n
     model.train(was_training)
     return total / max(count, 1)
 
@@ -234,9 +239,7 @@ def evaluate(model, data, *, loss_fn=None, batch_size=256, device=None, seed=0) 
     batch_size = check_int(batch_size, "batch_size")
     dev = get_device(device) if device is not None else _model_device(model)
     model.to(dev)
-    with torch.random.fork_rng(devices=[dev.index or 0] if dev.type == "cuda" else []):
-        seed_everything(check_int(seed, "seed", low=0))
-        return _evaluate(model, _Batches(data, "data", batch_size, dev), loss_fn)
+    return _evaluate(model, _Batches(data, "data", batch_size, dev), loss_fn, check_int(seed, "seed", low=0))
 
 
 @torch.no_grad()
@@ -351,7 +354,7 @@ def fit(
         hist.train_loss.append(total / count)
         postfix = {"train": f"{hist.train_loss[-1]:.4g}"}
         if val is not None:
-            v = _evaluate(model, val, loss_fn)
+            v = _evaluate(model, val, loss_fn, seed)
             hist.val_loss.append(v)
             postfix["val"] = f"{v:.4g}"
             if v < best_val:

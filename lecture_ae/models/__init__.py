@@ -1,0 +1,23 @@
+"""Autoencoder models of the lecture (see :mod:`lecture_ae.models.autoencoders`)."""
+from .autoencoders import (
+    NOISE_KINDS,
+    Autoencoder,
+    ConvAutoencoder,
+    DenoisingAutoencoder,
+    LinearAutoencoder,
+    MLPAutoencoder,
+    NoiseLayer,
+    ReLUSparseAutoencoder,
+    activation_rates,
+    add_noise,
+    dead_fraction,
+    dead_unit_term,
+    reconstruction_error,
+    sparse_ae_loss,
+)
+
+__all__ = [
+    "NOISE_KINDS", "Autoencoder", "ConvAutoencoder", "DenoisingAutoencoder", "LinearAutoencoder", "MLPAutoencoder",
+    "NoiseLayer", "ReLUSparseAutoencoder", "activation_rates", "add_noise", "dead_fraction", "dead_unit_term",
+    "reconstruction_error", "sparse_ae_loss",
+]
