@@ -329,3 +329,14 @@ def test_tuple_comparator_names_the_element_that_differs():
         check_function(lambda x: (2 * x, float(x.sum()) + 1), ref, case, compare=tuple_close("doubled", "total"))
     with pytest.raises(CheckFailed, match="it should return a tuple of 2 values"):
         check_function(lambda x: 2 * x, ref, case, compare=tuple_close("doubled", "total"))
+
+
+def test_warnings_of_the_reference_do_not_reach_stderr(capsys):
+    def noisy_reference(x, lam):
+        warnings.warn("reference warning")
+        print("reference chatter", file=sys.stderr)
+        return coding.soft_threshold(x, lam)
+
+    check_function(soft_threshold, noisy_reference, [Case((torch.randn(5, dtype=torch.float64), 0.2))],
+                   mistakes=[Mistake("noisy", noisy_reference)])
+    assert capsys.readouterr().err == ""

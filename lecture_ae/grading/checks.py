@@ -456,7 +456,8 @@ def check_function(
         header = f"{name}: {tag}check {i} of {n}" + (f" ({case.label})" if case.label else "") + " failed."
         names = _arg_names(reference_fn, case.args, case.kwargs)
         inputs = "\n".join(f"    {k} = {describe(v)}" for k, v in zip(names, list(case.args) + list(case.kwargs.values())))
-        expected = reference_fn(*_clone(case.args), **_clone(case.kwargs))
+        with _quiet():  # a warning on stderr would cost the student the cell's points
+            expected = reference_fn(*_clone(case.args), **_clone(case.kwargs))
         guard = ReferenceGuard(guard_packages, allow) if guard_packages else None
         # the student gets private copies: an in-place change is detected and cannot spoil later cases
         out = call_student(student_fn, _clone(case.args), _clone(case.kwargs), limit=limit, guard=guard,
@@ -500,6 +501,14 @@ def check_function(
     return None
 
 
+@contextlib.contextmanager
+def _quiet():
+    """Swallow stdout, stderr and warnings of the checking code itself."""
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        warnings.simplefilter("ignore")
+        yield
+
+
 def _indent(text: str, k: int) -> str:
     pad = " " * k
     return "\n".join(pad + line for line in text.splitlines())
@@ -508,8 +517,7 @@ def _indent(text: str, k: int) -> str:
 def _likely_mistake(got, case: Case, mistakes: Sequence[Mistake], compare, name) -> str:
     for m in mistakes:
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
+            with _quiet():
                 wrong = m.fn(*_clone(case.args), **_clone(case.kwargs))
         except Exception:
             continue
