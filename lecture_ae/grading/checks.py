@@ -137,8 +137,10 @@ def time_limit(seconds: float | None):
     try:
         yield
     finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
+        try:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+        finally:  # even when the alarm fires right here, the previous handler comes back
+            signal.signal(signal.SIGALRM, previous)
 
 
 # ------------------------------------------------------------------------ snapshots
