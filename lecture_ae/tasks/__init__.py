@@ -1,0 +1,1 @@
+"""Applications of autoencoders: compression by bottleneck size (and, from other modules, anomaly detection)."""
