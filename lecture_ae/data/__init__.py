@@ -2,9 +2,9 @@
 from .images import image_patches, load_image, SKIMAGE_IMAGES
 from .toy import TOY_LAMBDAS, toy_2d
 from .digits import ImageSplits, load_digits_splits, split_arrays
-from .manifold import curve, noisy_curve
+from .manifold import curve, curve_tangent, noisy_curve
 from .mnist import MNIST_ENV, chapter_digits, load_mnist, load_mnist_splits, read_idx, write_idx
 
 __all__ = ["toy_2d", "TOY_LAMBDAS", "image_patches", "load_image", "SKIMAGE_IMAGES"]
 __all__ += ["ImageSplits", "load_digits_splits", "split_arrays", "MNIST_ENV", "chapter_digits", "load_mnist",
-            "load_mnist_splits", "read_idx", "write_idx", "curve", "noisy_curve"]
+            "load_mnist_splits", "read_idx", "write_idx", "curve", "curve_tangent", "noisy_curve"]

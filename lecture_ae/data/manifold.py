@@ -13,7 +13,7 @@ import torch
 from .._checks import check_int, check_scalar
 from ..runtime import make_generator
 
-__all__ = ["curve", "noisy_curve"]
+__all__ = ["curve", "curve_tangent", "noisy_curve"]
 
 
 def curve(t) -> torch.Tensor:
@@ -22,6 +22,15 @@ def curve(t) -> torch.Tensor:
     if not t.is_floating_point():
         t = t.to(torch.get_default_dtype())
     return torch.stack([t, 0.6 * torch.sin(1.5 * math.pi * t)], dim=-1)
+
+
+def curve_tangent(t) -> torch.Tensor:
+    r"""Unit tangent vectors :math:`c'(t) / \|c'(t)\|` of the curve, shape (..., 2)."""
+    t = torch.as_tensor(t)
+    if not t.is_floating_point():
+        t = t.to(torch.get_default_dtype())
+    d = torch.stack([torch.ones_like(t), 0.6 * 1.5 * math.pi * torch.cos(1.5 * math.pi * t)], dim=-1)
+    return d / d.norm(dim=-1, keepdim=True)
 
 
 def noisy_curve(n: int = 500, *, noise: float = 0.02, seed=0, dtype=torch.float32) -> tuple[torch.Tensor, torch.Tensor]:

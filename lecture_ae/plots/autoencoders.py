@@ -169,7 +169,8 @@ def rate_distortion(table, *, ax=None, y="psnr", title="Reconstruction quality a
         ax.plot(g["bits"], g[y], styles.get(b, "-x"), color=_METHOD_COLORS.get(method, "k"), label=f"{method}, {b} bits per number")
         if b == max(table["value_bits"]):
             for _, row in g.iterrows():
-                ax.annotate(f"h={row['latents']}", (row["bits"], row[y]), textcoords="offset points", xytext=(4, -11),
+                ax.annotate(f"h={row['latents']}", (row["bits"], row[y]), textcoords="offset points",
+                            xytext=(4, -11) if method == "AE" else (-6, 6), ha="left" if method == "AE" else "right",
                             fontsize=8, color=_METHOD_COLORS.get(method, "k"))
     ax.set_xscale("log", base=2)
     ax.set_xlabel("code size per image (bits) = h x bits per number")
