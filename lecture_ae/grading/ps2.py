@@ -1,0 +1,472 @@
+r"""Checks for problem set 2 (autoencoders): one ``check_*`` per function the students write.
+
+Each check compares the student's function with the reference in
+:mod:`lecture_ae.models.autoencoders` on random float64 inputs drawn from ``seeds``
+and raises :class:`~lecture_ae.grading.checks.CheckFailed` with a message for the
+student at the first difference.  The autograder cells of
+``solutions/ps2_autoencoders`` call every check twice: once with the defaults (the
+visible tests) and once between ``### BEGIN HIDDEN TESTS`` and ``### END HIDDEN TESTS``
+with other seeds, shapes and ``edge_cases=True``.
+
+* :func:`check_sparse_ae_loss`: :func:`~lecture_ae.models.autoencoders.sparse_ae_loss`.
+* :func:`check_dead_unit_term`: :func:`~lecture_ae.models.autoencoders.dead_unit_term`.
+* :func:`check_add_noise`: :func:`~lecture_ae.models.autoencoders.add_noise`, a *random*
+  function.  Every case hands the student a fresh :class:`torch.Generator`; the reference
+  draws from a replica in the same state.  A student who draws the random numbers as the
+  notebook describes gets exactly the reference's noise.  A result that differs is not
+  wrong by itself (``torch.bernoulli`` or another order of the draws give other, equally
+  valid noise): it passes when its statistics are right (fraction of entries hit,
+  masked entries 0, untouched entries unchanged, noise mean 0 and standard deviation
+  ``level``, Gaussian shape, salt/pepper values and their 1/2 share, all within five
+  standard errors) *and* it comes from the generator (two calls with generators in the
+  same state agree, a differently seeded generator changes the noise).  The input must
+  not change in place.
+* :func:`check_ae_forward`: ``ae_forward(X, V, c, W, b) -> (X_hat, S)``, the forward pass
+  of :class:`~lecture_ae.models.autoencoders.ReLUSparseAutoencoder` with its parameter
+  names (``S = max(0, X V^T + c)``, ``X_hat = S W^T + b``); the reference *is* the
+  module, loaded with the given weights.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+
+from ..models import autoencoders as _ae
+from .checks import (
+    Case,
+    Mistake,
+    call_student,
+    check_function,
+    compare_tensors,
+    scalar_close,
+    tuple_close,
+)
+from .guard import DEFAULT_ALLOWED, DEFAULT_GUARDED, ReferenceGuard
+from .ps1 import _gen, _randn
+
+__all__ = ["check_sparse_ae_loss", "check_dead_unit_term", "check_add_noise", "check_ae_forward"]
+
+_F64 = torch.float64
+
+
+def _part(part, edge_cases):
+    return part or ("hidden" if edge_cases else "visible")
+
+
+def _relu_codes(gen, N, h, density=0.4, scale=1.0):
+    """Non-negative sparse codes, as a ReLU encoder makes them."""
+    S = _randn(gen, N, h, scale=scale).abs()
+    return torch.where(torch.rand(N, h, generator=gen) < density, S, torch.zeros_like(S))
+
+
+# ------------------------------------------------------------------------ the loss
+def _ref_sparse_ae_loss(X, X_hat, S, W, lam, eta):
+    return _ae.sparse_ae_loss(X, X_hat, S, W, lam, eta)
+
+
+def _loss_variant(X, X_hat, S, W, lam, eta, *, err="sq_sum", reduce="mean", pen="l1", eta_div_n=False,
+                  eta_sq=True, half=False, recompute=False):
+    R = X - (S @ W.T if recompute else X_hat)
+    N = X.shape[0]
+    e = {"sq_sum": (R**2).sum(dim=1), "norm": torch.linalg.vector_norm(R, dim=1), "sq_mean": (R**2).mean(dim=1)}[err]
+    if half:
+        e = 0.5 * e
+    p = {"l1": S.abs().sum(dim=1), "l2": (S**2).sum(dim=1), "noabs": S.sum(dim=1)}[pen]
+    total = (e + lam * p).mean() if reduce == "mean" else (e + lam * p).sum()
+    reg = (W**2).sum() if eta_sq else torch.linalg.vector_norm(W)
+    return total + eta * reg / (N if eta_div_n else 1)
+
+
+def _loss_mistake(description, **kw):
+    return Mistake(description, lambda X, X_hat, S, W, lam, eta: _loss_variant(X, X_hat, S, W, lam, eta, **kw))
+
+
+_LOSS_MISTAKES = [
+    _loss_mistake("the sum over the N samples is not divided by N (the objective is a mean over the samples)",
+                  reduce="sum"),
+    _loss_mistake("the reconstruction error is not squared: ||x - x_hat||_2 instead of ||x - x_hat||_2^2", err="norm"),
+    _loss_mistake("the squared error is averaged over the d coordinates too (.mean() over the whole matrix); "
+                  "||x_i - x_hat_i||^2 sums over the d coordinates", err="sq_mean"),
+    _loss_mistake("the penalty is lam ||s||_2^2 (squares) instead of the L1 norm lam ||s||_1 (absolute values)",
+                  pen="l2"),
+    _loss_mistake("the absolute value is missing in ||s||_1: codes of a linear autoencoder can be negative",
+                  pen="noabs"),
+    _loss_mistake("the reconstruction is recomputed as S W^T; use the given X_hat (the decoder may add a bias b)",
+                  recompute=True),
+    _loss_mistake("eta ||W||_F^2 is divided by N; it is added once, outside the mean over the samples",
+                  eta_div_n=True),
+    Mistake("the eta term is missing: + eta ||W||_F^2",
+            lambda X, X_hat, S, W, lam, eta: _loss_variant(X, X_hat, S, W, lam, 0.0)),
+    _loss_mistake("the Frobenius norm of W is not squared: eta ||W||_F^2", eta_sq=False),
+    _loss_mistake("a factor 1/2 in front of the reconstruction error; the lecture's objective has none", half=True),
+    Mistake("lam is missing in front of ||s||_1",
+            lambda X, X_hat, S, W, lam, eta: _loss_variant(X, X_hat, S, W, 1.0, eta)),
+]
+
+
+def _loss_case(gen, N, d, h, lam, eta, *, signed=False, label=""):
+    X = torch.rand(N, d, generator=gen, dtype=_F64)
+    S = _randn(gen, N, h) if signed else _relu_codes(gen, N, h)
+    W = _randn(gen, d, h, scale=0.5)
+    X_hat = S @ W.T + 0.1 * _randn(gen, d) + 0.05 * _randn(gen, N, d)  # a decoder with a bias, not S W^T
+    return Case((X, X_hat, S, W, lam, eta), label=label)
+
+
+def check_sparse_ae_loss(fn, *, seeds=(0,), shapes=((8, 6, 5),), lams=(0.3,), etas=(0.1,), edge_cases=False,
+                         limit=None, part=None):
+    """Check ``sparse_ae_loss(X, X_hat, S, W, lam, eta)`` (N, d, h in ``shapes``): one number.
+
+    Every seed and shape gives one case with ReLU codes (S >= 0) and one with signed codes.
+    """
+    cases = []
+    for seed in seeds:
+        gen = _gen(seed)
+        for N, d, h in shapes:
+            for k, signed in enumerate((False, True)):
+                lam, eta = lams[k % len(lams)], etas[k % len(etas)]
+                kind = "signed codes" if signed else "ReLU codes S >= 0"
+                cases.append(_loss_case(gen, N, d, h, lam, eta, signed=signed,
+                                        label=f"seed {seed}, N, d, h = {N}, {d}, {h}, {kind}, lam = {lam}, eta = {eta}"))
+    if edge_cases:
+        gen = _gen(99)
+        X = torch.rand(5, 4, generator=gen, dtype=_F64)
+        cases += [
+            _loss_case(gen, 1, 4, 6, 0.5, 0.2, signed=True, label="a single sample, N = 1"),
+            Case((X, X.clone(), torch.zeros(5, 3, dtype=_F64), _randn(gen, 4, 3), 0.7, 0.25),
+                 label="perfect reconstruction, codes zero: only eta ||W||_F^2 is left"),
+            _loss_case(gen, 6, 4, 2, 0.0, 0.0, signed=True,
+                       label="lam = eta = 0: the mean squared reconstruction error"),
+            _loss_case(gen, 30, 3, 7, 2.0, 1.5, signed=True, label="large lam and eta, h > d"),
+        ]
+    __tracebackhide__ = True
+    check_function(fn, _ref_sparse_ae_loss, cases, name="sparse_ae_loss", compare=scalar_close(1e-6, 1e-9),
+                   mistakes=_LOSS_MISTAKES, limit=limit, part=_part(part, edge_cases))
+
+
+# -------------------------------------------------------------------- dead-unit term
+def _ref_dead_unit_term(Z, tau=0.1):
+    return _ae.dead_unit_term(Z, tau)
+
+
+def _dead_variant(Z, tau=0.1, *, rate="sigmoid", use_tau=True, normalise=True, divergence="u||q", axis=0,
+                  weights="1/h"):
+    N, h = Z.shape
+    t = tau if use_tau else 1.0
+    if rate == "sigmoid":
+        P = torch.sigmoid(Z / t)
+    elif rate == "relu":
+        P = torch.sigmoid(torch.relu(Z) / t)
+    else:  # hard rates
+        P = (Z > 0).to(Z.dtype)
+    p = P.mean(dim=axis)
+    q = p / p.sum() if normalise else p
+    n = q.numel()
+    if divergence == "q||u":
+        return (q * torch.log(q * n)).sum()
+    if divergence == "entropy":
+        return -(q * torch.log(q)).sum()
+    kl = -math.log(n) - torch.log(q).mean()
+    return kl * n if weights == "1" else kl
+
+
+def _dead_mistake(description, **kw):
+    return Mistake(description, lambda Z, tau=0.1: _dead_variant(Z, tau, **kw))
+
+
+_DEAD_MISTAKES = [
+    _dead_mistake("the rates are computed from S = max(0, Z); use the pre-activations Z, so that a dead unit "
+                  "(z <= 0 on every sample) still has a rate below 1/2 and a gradient", rate="relu"),
+    _dead_mistake("hard activation rates (Z > 0).mean(): they have no gradient, and log 0 for a dead unit; "
+                  "use the soft rate p_j = mean_i sigmoid(z_ij / tau)", rate="hard"),
+    _dead_mistake("the temperature is missing: sigmoid(z / tau), not sigmoid(z)", use_tau=False),
+    _dead_mistake("the rates p are not normalised: q_j = p_j / sum_k p_k", normalise=False),
+    _dead_mistake("KL(q || u) = sum_j q_j log(h q_j); the term is the other direction, KL(u || q) = "
+                  "sum_j (1/h) log((1/h) / q_j), which grows without bound when a unit falls silent",
+                  divergence="q||u"),
+    _dead_mistake("the entropy H(q) = -sum_j q_j log q_j; the term is the relative entropy KL(u || q) = "
+                  "-log h - (1/h) sum_j log q_j (zero when all units are used equally)", divergence="entropy"),
+    _dead_mistake("the weights 1/h of the uniform distribution are missing: KL(u || q) = "
+                  "sum_j (1/h) log((1/h) / q_j)", weights="1"),
+    _dead_mistake("the rates are averaged over the wrong axis: p_j is a mean over the N samples (dim=0), "
+                  "one rate per unit", axis=1),
+]
+
+
+def check_dead_unit_term(fn, *, seeds=(0,), shapes=((20, 6),), taus=(0.1, 0.5), edge_cases=False, limit=None,
+                         part=None):
+    """Check ``dead_unit_term(Z, tau=0.1)`` for pre-activations ``Z`` (N, h): one number >= 0."""
+    cases = []
+    for seed in seeds:
+        gen = _gen(seed)
+        for N, h in shapes:
+            for tau in taus:
+                Z = _randn(gen, N, h, scale=0.5) + 0.4 * _randn(gen, h)  # units fire at different rates
+                cases.append(Case((Z, tau), label=f"seed {seed}, Z of shape {(N, h)}, tau = {tau}"))
+    if edge_cases:
+        gen = _gen(77)
+        Z_dead = _randn(gen, 15, 5, scale=0.3)
+        Z_dead[:, 1] -= 20.0  # unit 1 never fires: z / tau is about -200
+        col = _randn(gen, 12, 1)
+        Z_even = torch.cat([col[torch.randperm(12, generator=gen)] for _ in range(4)], dim=1)
+        cases += [
+            Case((Z_dead, 0.1), label="unit 1 is dead (z <= -19 on every sample)"),
+            Case((Z_even, 0.3), label="every unit fires equally often (columns are permutations): the term is 0"),
+            Case((_randn(gen, 1, 7), 0.2), label="a single sample, N = 1"),
+            Case((_randn(gen, 9, 1), 0.1), label="a single unit, h = 1: the term is 0"),
+            Case((_randn(gen, 10, 4, scale=2.0), 5.0), label="a large temperature tau = 5"),
+            Case((_randn(gen, 8, 3),), label="tau not given: the default tau = 0.1"),
+        ]
+    __tracebackhide__ = True
+    check_function(fn, _ref_dead_unit_term, cases, name="dead_unit_term", compare=scalar_close(1e-6, 1e-9),
+                   mistakes=_DEAD_MISTAKES, limit=limit, part=_part(part, edge_cases))
+
+
+# -------------------------------------------------------------------------- noise
+def _replica(state: torch.Tensor) -> torch.Generator:
+    g = torch.Generator()
+    g.set_state(state)
+    return g
+
+
+def _z(n: int, k: float = 5.0) -> float:
+    """k standard errors of a mean of n samples with unit standard deviation."""
+    return k / math.sqrt(max(n, 1))
+
+
+def _noise_statistics_problem(got: torch.Tensor, X: torch.Tensor, kind: str, level: float) -> str | None:
+    """None when ``got`` looks like a draw of the noise of ``kind`` and ``level`` applied to ``X``, else what is off."""
+    n = X.numel()
+    g, x = got.to(_F64), X.to(_F64)
+    changed = g != x
+    if kind == "gaussian":
+        noise = (g - x).reshape(-1)
+        if level == 0:
+            return None if not bool(changed.any()) else "with level = 0 the result must equal X"
+        mean, std = float(noise.mean()), float(noise.std())
+        if abs(mean) > level * _z(n):
+            return (f"the noise x~ - x has mean {mean:.4g}; Gaussian noise has mean 0 "
+                    "(torch.rand is uniform on [0, 1): use torch.randn)")
+        if abs(std / level - 1) > _z(2 * n) + 1e-9:
+            hint = " (level**2? level is the standard deviation sigma)" if math.isclose(std, level**2, rel_tol=0.1) else ""
+            return f"the noise x~ - x has standard deviation {std:.4g}; it should be about level = {level:g}{hint}"
+        inside = float(((noise - mean).abs() <= std).to(_F64).mean())
+        if abs(inside - 0.6827) > _z(n, 5.0) * math.sqrt(0.6827 * 0.3173):
+            return (f"{inside:.1%} of the noise lies within one standard deviation of its mean; for Gaussian noise "
+                    "that is 68.3% (is the noise uniform? use torch.randn)")
+        return None
+    hit = changed.reshape(-1)
+    frac = float(hit.to(_F64).mean())
+    if kind == "masking":
+        if bool((g[changed] != 0).any()):
+            return "entries that differ from X must be 0: masking sets an entry to 0 and leaves the others unchanged"
+        what = "set to 0"
+    else:
+        vals = g[changed]
+        if bool(((vals != 0) & (vals != 1)).any()):
+            return ("entries that differ from X must be 0 (pepper) or 1 (salt); the others keep their value; "
+                    f"found e.g. {float(vals[(vals != 0) & (vals != 1)][0]):.4g}")
+        what = "replaced by 0 or 1"
+    tol = _z(n) * math.sqrt(level * (1 - level)) + 1e-9
+    if abs(frac - level) > tol:
+        hint = " (level is the probability that an entry is hit, not that it is kept)" if abs(frac - (1 - level)) <= tol else ""
+        return f"{frac:.1%} of the entries were {what}; about level = {level:.1%} should be{hint}"
+    if kind == "salt_and_pepper" and int(hit.sum()) > 0:
+        n_hit = int(hit.sum())
+        salt = float((g[changed] == 1).to(_F64).mean())
+        if abs(salt - 0.5) > _z(n_hit) * 0.5 + 1e-9:
+            return (f"{salt:.1%} of the replaced entries are salt (1) and {1 - salt:.1%} pepper (0); "
+                    "each should be about 50%")
+    return None
+
+
+def check_add_noise(fn, *, seeds=(0,), shape=(60, 50), levels=None, edge_cases=False, limit=None, part=None):
+    """Check ``add_noise(X, kind, level, generator)`` for the three kinds of noise.
+
+    ``levels``: ``{kind: level}`` (default Gaussian 0.3, masking 0.3, salt and pepper 0.2).
+    Exact agreement with the reference (same generator state) passes at once; otherwise the
+    statistics of the result and the use of the generator are checked (see the module doc).
+    """
+    levels = dict(levels or {"gaussian": 0.3, "masking": 0.3, "salt_and_pepper": 0.2})
+    initial: dict[int, torch.Tensor] = {}  # id(generator of a case) -> its state before any draw
+    inputs: dict[int, tuple] = {}  # id(expected result) -> (X, kind, level, generator state)
+
+    def generator(seed):
+        g = torch.Generator().manual_seed(int(seed))
+        initial[id(g)] = g.get_state()
+        return g
+
+    def replica(g):
+        return _replica(initial.get(id(g), g.get_state()))
+
+    def add_noise(X, kind, level, generator):  # the reference, with the student's signature
+        out = _ae.add_noise(X, kind, level, replica(generator))
+        inputs.clear()  # only the current case: an id of a freed result may come back
+        inputs[id(out)] = (X.clone(), kind, float(level), initial.get(id(generator), generator.get_state()))
+        return out
+
+    def draw_like(kind_fn):
+        return lambda X, kind, level, generator: kind_fn(X, level, replica(generator))
+
+    def rand(X, g):
+        return torch.rand(X.shape, generator=g, dtype=X.dtype)
+
+    mistakes = [
+        Mistake("level is the standard deviation sigma of the Gaussian noise, not its variance: x + level * eps",
+                draw_like(lambda X, level, g: X + level**2 * torch.randn(X.shape, generator=g, dtype=X.dtype))),
+        Mistake("the noise replaces x: Gaussian noise is added, x~ = x + level * eps",
+                draw_like(lambda X, level, g: level * torch.randn(X.shape, generator=g, dtype=X.dtype))),
+        Mistake("torch.rand (uniform on [0, 1)) instead of torch.randn (standard normal) for Gaussian noise",
+                draw_like(lambda X, level, g: X + level * rand(X, g))),
+        Mistake("level is the probability that an entry is masked (set to 0), not that it is kept",
+                draw_like(lambda X, level, g: torch.where(rand(X, g) < level, X, torch.zeros_like(X)))),
+        Mistake("the kept entries are rescaled by 1 / (1 - level) (the convention of dropout); "
+                "masking noise only sets entries to 0",
+                draw_like(lambda X, level, g: torch.where(rand(X, g) < level, torch.zeros_like(X), X / (1 - level)))),
+        Mistake("salt only: a hit entry becomes 1 (salt) or 0 (pepper) with probability 1/2 each",
+                draw_like(lambda X, level, g: torch.where(rand(X, g) < level, torch.ones_like(X), X))),
+        Mistake("pepper only: a hit entry becomes 1 (salt) or 0 (pepper) with probability 1/2 each",
+                draw_like(lambda X, level, g: torch.where(rand(X, g) < level, torch.zeros_like(X), X))),
+    ]
+    kind_of = {"gaussian": (0, 1, 2), "masking": (3, 4), "salt_and_pepper": (5, 6)}
+
+    def compare(got, expected, what):
+        exact = compare_tensors(got, expected, rtol=1e-12, atol=1e-12, what=what)
+        if id(expected) not in inputs:  # a known mistake's result
+            return exact
+        X, kind, level, state = inputs[id(expected)]
+        if exact is None:
+            return ignores_generator(got, X, kind, level)
+        if not isinstance(got, torch.Tensor) or tuple(got.shape) != tuple(X.shape) or not got.is_floating_point():
+            return exact
+        if got.dtype != X.dtype:
+            return f"dtype {str(got.dtype).replace('torch.', '')}; keep the dtype of X ({str(X.dtype).replace('torch.', '')})"
+        if not bool(torch.isfinite(got).all()):
+            return exact
+        intro = "your noise differs from the reference's draw with the same generator, and "
+        problem = _noise_statistics_problem(got, X, kind, level)
+        if problem is not None:
+            return intro + "it does not look like the right noise: " + problem
+        # the statistics are right: the noise must come from `generator`
+        if random(level, kind):
+            again = call(X, kind, level, _replica(state))
+            if again.error is not None:
+                return intro + "calling it again with a new generator failed: " + str(again.error)
+            if not (isinstance(again.value, torch.Tensor) and torch.equal(again.value, got)):
+                return (intro + "two calls with generators in the same state gave different noise: draw every "
+                        "random number from `generator` (e.g. torch.rand(X.shape, generator=generator, "
+                        "dtype=X.dtype)), not from torch's global random state")
+        return ignores_generator(got, X, kind, level)
+
+    def random(level, kind):
+        return level > 0 and (kind == "gaussian" or level < 1)
+
+    def call(X, kind, level, gen):
+        return call_student(fn, (X.clone(), kind, level, gen), limit=limit,
+                            guard=ReferenceGuard(DEFAULT_GUARDED, DEFAULT_ALLOWED))
+
+    def ignores_generator(got, X, kind, level):
+        """A differently seeded generator must change the noise (a fixed seed inside the function does not)."""
+        if not random(level, kind):
+            return None
+        other = call(X, kind, level, torch.Generator().manual_seed(987654321))
+        if other.error is None and isinstance(other.value, torch.Tensor) and torch.equal(other.value, got):
+            return ("a differently seeded generator gave the same noise: draw the random numbers from the "
+                    "`generator` argument (no torch.manual_seed or generator of your own inside the function)")
+        return None
+
+    cases = []
+    for seed in seeds:
+        for kind, level in levels.items():
+            X = torch.rand(*shape, generator=_gen(1000 + seed), dtype=_F64) * 0.8 + 0.1  # in (0.1, 0.9)
+            cases.append(Case((X, kind, level, generator(seed)),
+                              label=f"kind = {kind!r}, level = {level}, generator seeded with {seed}"))
+    if edge_cases:
+        X3 = torch.rand(12, 8, 8, generator=_gen(5), dtype=_F64) * 0.8 + 0.1
+        X = torch.rand(40, 30, generator=_gen(6), dtype=_F64) * 0.8 + 0.1
+        cases += [
+            Case((X3, "masking", 0.5, generator(51)), label="a batch of images (12, 8, 8): any shape"),
+            Case((X3, "salt_and_pepper", 0.4, generator(52)), label="a batch of images (12, 8, 8), salt and pepper"),
+            Case((X, "gaussian", 1.5, generator(53)), label="Gaussian noise with level = 1.5 > 1"),
+            Case((X, "gaussian", 0.0, generator(54)), label="level = 0: X comes back unchanged"),
+            Case((X, "masking", 1.0, generator(55)), label="level = 1: every entry is masked"),
+            Case((X, "salt_and_pepper", 1.0, generator(56)), label="level = 1: every entry becomes 0 or 1"),
+            Case((X, "masking", 0.05, generator(57)), label="masking with a small level"),
+        ]
+    used = [mistakes[i] for kind in dict.fromkeys(c.args[1] for c in cases) for i in kind_of[kind]]
+    __tracebackhide__ = True
+    check_function(fn, add_noise, cases, name="add_noise", compare=compare, mistakes=used, limit=limit,
+                   part=_part(part, edge_cases))
+
+
+# ---------------------------------------------------------------------- forward pass
+def _ref_ae_forward(X, V, c, W, b):
+    """The forward pass of the reference module, loaded with the given weights: (X_hat, S)."""
+    h, d = V.shape
+    model = _ae.ReLUSparseAutoencoder(d, h, seed=0, dtype=X.dtype)  # seed: the global RNG is left alone
+    model.load_state_dict({"V": V, "c": c, "W": W, "b": b})
+    with torch.no_grad():
+        return model(X), model.encode(X)
+
+
+def _forward_variant(X, V, c, W, b, *, act="relu", c_after=False, out_relu=False, no_b=False, no_c=False,
+                     swap=False, tied=False, v_t=True, w_t=True):
+    pre = X @ (V.T if v_t else V) + (0 if (no_c or c_after) else c)
+    f = {"relu": torch.relu, "none": lambda t: t, "sigmoid": torch.sigmoid}[act]
+    S = f(pre) + (c if c_after else 0)
+    D = V.T if tied else W
+    X_hat = S @ (D.T if w_t else D) + (0 if no_b else b)
+    if out_relu:
+        X_hat = torch.relu(X_hat)
+    return (S, X_hat) if swap else (X_hat, S)
+
+
+def _fwd_mistake(description, **kw):
+    return Mistake(description, lambda X, V, c, W, b: _forward_variant(X, V, c, W, b, **kw))
+
+
+_FORWARD_MISTAKES = [
+    _fwd_mistake("the ReLU is missing: S = max(0, X V^T + c) (without it this is a linear autoencoder)", act="none"),
+    _fwd_mistake("a sigmoid instead of the ReLU: S = max(0, X V^T + c)", act="sigmoid"),
+    _fwd_mistake("the encoder bias c is added after the ReLU; it belongs inside: S = max(0, X V^T + c)", c_after=True),
+    _fwd_mistake("a ReLU on the output too: the decoder is linear, X_hat = S W^T + b", out_relu=True),
+    _fwd_mistake("the decoder bias b is missing: X_hat = S W^T + b", no_b=True),
+    _fwd_mistake("the encoder bias c is missing: S = max(0, X V^T + c)", no_c=True),
+    _fwd_mistake("the tuple is in the wrong order: return (X_hat, S)", swap=True),
+    _fwd_mistake("the decoder uses V^T (tied weights); it has its own matrix W: X_hat = S W^T + b", tied=True),
+    _fwd_mistake("X @ V instead of X @ V.T: V is (h, d), one filter per row", v_t=False),
+    _fwd_mistake("S @ W instead of S @ W.T: W is (d, h), one atom per column", w_t=False),
+]
+
+
+def _forward_case(gen, N, d, h, *, shift=0.0, label=""):
+    X = torch.rand(N, d, generator=gen, dtype=_F64)
+    V = _randn(gen, h, d, scale=1 / math.sqrt(d))
+    c = _randn(gen, h, scale=0.3) + shift
+    W = _randn(gen, d, h, scale=1 / math.sqrt(h))
+    b = _randn(gen, d, scale=0.2)
+    return Case((X, V, c, W, b), label=label)
+
+
+def check_ae_forward(fn, *, seeds=(0,), shapes=((7, 6, 4), (3, 5, 8)), edge_cases=False, limit=None, part=None):
+    """Check ``ae_forward(X, V, c, W, b) -> (X_hat, S)``: S = max(0, X V^T + c), X_hat = S W^T + b.
+
+    ``shapes`` holds (N, d, h); some codes come out 0 in every case (the encoder biases
+    have both signs).
+    """
+    cases = []
+    for seed in seeds:
+        gen = _gen(seed)
+        for N, d, h in shapes:
+            cases.append(_forward_case(gen, N, d, h, label=f"seed {seed}, N, d, h = {N}, {d}, {h}"))
+    if edge_cases:
+        gen = _gen(202)
+        cases += [
+            _forward_case(gen, 5, 4, 4, label="square V and W (d = h)"),
+            _forward_case(gen, 1, 6, 9, label="a single sample, N = 1, more units than pixels (h > d)"),
+            _forward_case(gen, 4, 5, 3, shift=-50.0, label="every unit dead (c very negative): S = 0, X_hat = b"),
+            _forward_case(gen, 6, 3, 5, shift=5.0, label="every unit active (c large): no entry is clipped"),
+        ]
+    __tracebackhide__ = True
+    check_function(fn, _ref_ae_forward, cases, name="ae_forward", compare=tuple_close("X_hat", "S", rtol=1e-6, atol=1e-9),
+                   mistakes=_FORWARD_MISTAKES, limit=limit, part=_part(part, edge_cases))
