@@ -1,0 +1,186 @@
+"""End to end: the real nbgrader command line grades ps2 (autoencoders) in a temporary course.
+
+One autograde run grades every student below; the tests then read the gradebook, the
+autograded notebooks, the feedback HTML and grades.csv (pipeline and assertions shared
+with ps1: lecture_ae.grading.pipeline, tests/nbgrader_harness.py).
+"""
+from __future__ import annotations
+
+import pytest
+
+from lecture_ae.grading.pipeline import chain, fill_from_source, grade_submissions, replace_solution
+from nbgrader_harness import (
+    assert_full_marks,
+    assert_loses_points,
+    assert_release_matches,
+    assert_validate,
+    assert_zero_tests,
+)
+
+A = "ps2_autoencoders"
+POINTS = {"test_sparse_ae_loss": 2, "test_dead_unit_term": 3, "test_add_noise": 3, "test_ae_forward": 2}
+SOLUTION = fill_from_source(A)
+EXECUTE_TIMEOUT = 20  # s per cell in the test course (the repository's default is 120)
+CHECK_LIMIT = 3  # s per call of a student's function
+
+
+def _student(**cells):
+    """The solution, with the given solution cells (by grade id) replaced."""
+    return chain(SOLUTION, *(replace_solution(gid, src) for gid, src in cells.items()))
+
+
+_NOISE = (
+    "def add_noise(X, kind, level, generator):\n"
+    "    if kind == 'gaussian':\n"
+    "        return {gaussian}\n"
+    "    if kind == 'masking':\n"
+    "{masking}\n"
+    "    hit = torch.rand(X.shape, generator=generator, dtype=X.dtype) < level\n"
+    "    salt = torch.rand(X.shape, generator=generator, dtype=X.dtype) < 0.5\n"
+    "    return torch.where(hit, salt.to(X.dtype), X)"
+)
+_GAUSS = "X + level * torch.randn(X.shape, generator=generator, dtype=X.dtype)"
+_MASK = ("        u = torch.rand(X.shape, generator=generator, dtype=X.dtype)\n"
+         "        return torch.where(u < level, torch.zeros_like(X), X)")
+
+# Three typical wrong implementations of every function: student wrong_k has mistake k in all four.
+WRONG = {
+    "sparse_ae_loss": [
+        ("def sparse_ae_loss(X, X_hat, S, W, lam, eta):\n"
+         "    return ((X - X_hat)**2).sum() + lam * S.abs().sum() + eta * (W**2).sum()",
+         "likely mistake: the sum over the N samples is not divided by N"),
+        ("def sparse_ae_loss(X, X_hat, S, W, lam, eta):\n"
+         "    return (((X - S @ W.T)**2).sum(1) + lam * S.abs().sum(1)).mean() + eta * (W**2).sum()",
+         "likely mistake: the reconstruction is recomputed as S W^T"),
+        ("def sparse_ae_loss(X, X_hat, S, W, lam, eta):\n"
+         "    return (((X - X_hat)**2).sum(1) + lam * S.sum(1)).mean() + eta * (W**2).sum()",
+         "likely mistake: the absolute value is missing"),
+    ],
+    "dead_unit_term": [
+        ("def dead_unit_term(Z, tau=0.1):\n"
+         "    p = torch.sigmoid(torch.relu(Z) / tau).mean(0)\n"
+         "    q = p / p.sum()\n"
+         "    return -math.log(Z.shape[1]) - torch.log(q).mean()",
+         "likely mistake: the rates are computed from S = max(0, Z)"),
+        ("def dead_unit_term(Z, tau=0.1):\n"
+         "    p = torch.sigmoid(Z / tau).mean(0)\n"
+         "    q = p / p.sum()\n"
+         "    return (q * torch.log(q * Z.shape[1])).sum()",
+         "likely mistake: KL(q || u)"),
+        ("def dead_unit_term(Z, tau=0.1):\n"
+         "    p = torch.sigmoid(Z / tau).mean(0)\n"
+         "    return -math.log(Z.shape[1]) - torch.log(p).mean()",
+         "likely mistake: the rates p are not normalised"),
+    ],
+    "add_noise": [
+        (_NOISE.format(gaussian=_GAUSS.replace("level *", "level**2 *"), masking=_MASK),
+         "likely mistake: level is the standard deviation sigma"),
+        (_NOISE.format(gaussian="X + level * torch.randn(X.shape, dtype=X.dtype)", masking=_MASK),
+         "two calls with generators in the same state gave different noise"),
+        (_NOISE.format(gaussian=_GAUSS, masking="        X[torch.rand(X.shape, generator=generator, dtype=X.dtype)"
+                       " < level] = 0\n        return X"),
+         "changed its input X in place"),
+    ],
+    "ae_forward": [
+        ("def ae_forward(X, V, c, W, b):\n    S = X @ V.T + c\n    return S @ W.T + b, S",
+         "likely mistake: the ReLU is missing"),
+        ("def ae_forward(X, V, c, W, b):\n    S = torch.relu(X @ V.T) + c\n    return S @ W.T + b, S",
+         "likely mistake: the encoder bias c is added after the ReLU"),
+        ("def ae_forward(X, V, c, W, b):\n    S = torch.relu(X @ V.T + c)\n    return S, S @ W.T + b",
+         "likely mistake: the tuple is in the wrong order"),
+    ],
+}
+
+# Correct noise drawn otherwise (bernoulli, salt before hit): full marks through the statistics.
+OTHER_DRAWS = _student(add_noise=(
+    "def add_noise(X, kind, level, generator):\n"
+    "    if kind == 'gaussian':\n"
+    "        return X + torch.normal(0.0, level, X.shape, generator=generator, dtype=X.dtype).flip(0)\n"
+    "    if kind == 'masking':\n"
+    "        return X * torch.bernoulli(torch.full_like(X, 1 - level), generator=generator)\n"
+    "    salt = torch.rand(X.shape, generator=generator, dtype=X.dtype) < 0.5\n"
+    "    hit = torch.bernoulli(torch.full_like(X, level), generator=generator).bool()\n"
+    "    return torch.where(hit, salt.to(X.dtype), X)"))
+CHEATER = _student(
+    sparse_ae_loss="from lecture_ae.models import sparse_ae_loss",
+    dead_unit_term="import lecture_ae.models.autoencoders as M\n\ndef dead_unit_term(Z, tau=0.1):\n"
+                   "    return M.dead_unit_term(Z, tau)",
+    add_noise="def add_noise(X, kind, level, generator):\n    from lecture_ae.models import NoiseLayer\n"
+              "    return NoiseLayer(kind, level, always=True)(X)",
+    ae_forward="from lecture_ae.models import ReLUSparseAutoencoder\n\ndef ae_forward(X, V, c, W, b):\n"
+               "    m = ReLUSparseAutoencoder(V.shape[1], V.shape[0], dtype=X.dtype)\n"
+               "    m.load_state_dict({'V': V, 'c': c, 'W': W, 'b': b})\n    return m(X), m.encode(X)",
+)
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    submissions = {"solution": SOLUTION, "release": None, "other_draws": OTHER_DRAWS, "cheater": CHEATER}
+    for k in range(3):
+        submissions[f"wrong_{k + 1}"] = _student(**{fn: WRONG[fn][k][0] for fn in WRONG})
+    return grade_submissions(A, submissions, root=tmp_path_factory.mktemp("course"), timeout=EXECUTE_TIMEOUT,
+                             check_time_limit=CHECK_LIMIT)
+
+
+def test_exercises_are_what_generate_assignment_makes(run):
+    assert_release_matches(run)
+
+
+def test_release_hides_solutions_and_hidden_tests(run):
+    release = run.root / "exercises" / A
+    assert sorted(p.name for p in release.iterdir()) == [f"{A}.ipynb"]
+    text = (release / f"{A}.ipynb").read_text()
+    for secret in ("BEGIN SOLUTION", "BEGIN HIDDEN TESTS", "edge_cases=True", "torch.log(q).mean()",
+                   "torch.relu(X @ V.T + c)"):
+        assert secret not in text
+
+
+def test_solution_scores_full_marks(run):
+    assert_full_marks(run, "solution")
+    st = run.students["solution"]
+    assert {gid: c.max_score for gid, c in st.tests().items()} == POINTS
+    assert st.test_score == sum(POINTS.values()) == 10
+    for gid in POINTS:
+        assert "hidden checks passed" in st.output(gid)  # the hidden part ran
+    assert st.cells["plot_noise"].needs_manual_grade and st.cells["answer_dead_units_denoising"].needs_manual_grade
+    assert st.cells["plot_noise"].max_score == 1 and st.cells["answer_dead_units_denoising"].max_score == 2
+    graded = (run.root / "grading" / "autograded" / "solution" / A / f"{A}.ipynb").read_text()
+    assert '"image/png"' in graded
+
+
+def test_unmodified_release_scores_zero(run):
+    assert_zero_tests(run, "release")
+    st = run.students["release"]
+    assert st.score == 0
+    for fn in WRONG:
+        assert f"{fn} is not implemented yet" in st.output(f"test_{fn}")
+
+
+def test_validate_passes_the_source_and_invert_passes_the_release(run):
+    assert_validate(run)
+
+
+@pytest.mark.parametrize("k", [0, 1, 2])
+@pytest.mark.parametrize("function", list(WRONG))
+def test_typical_mistakes_lose_points_with_a_message(run, function, k):
+    _, phrase = WRONG[function][k]
+    assert_loses_points(run, f"wrong_{k + 1}", f"test_{function}", phrase)
+
+
+def test_noise_drawn_otherwise_scores_full_marks(run):
+    assert_full_marks(run, "other_draws")
+
+
+def test_calling_the_reference_scores_zero(run):
+    for function in WRONG:
+        assert_loses_points(run, "cheater", f"test_{function}", "calls the reference implementation")
+    assert_zero_tests(run, "cheater")
+
+
+def test_grades_csv_has_every_student(run):
+    rows = {r["student_id"]: r for r in run.grades_csv}
+    assert set(rows) == set(run.students)
+    for sid, score in {"solution": 10, "release": 0, "other_draws": 10, "cheater": 0}.items():
+        assert float(rows[sid]["raw_score"]) == score, (sid, rows[sid])
+    for k in range(3):
+        assert float(rows[f"wrong_{k + 1}"]["raw_score"]) == 0
