@@ -8,3 +8,8 @@ from .mnist import MNIST_ENV, chapter_digits, load_mnist, load_mnist_splits, rea
 __all__ = ["toy_2d", "TOY_LAMBDAS", "image_patches", "load_image", "SKIMAGE_IMAGES"]
 __all__ += ["ImageSplits", "load_digits_splits", "split_arrays", "MNIST_ENV", "chapter_digits", "load_mnist",
             "load_mnist_splits", "read_idx", "write_idx", "curve", "curve_tangent", "noisy_curve"]
+from .mvtec import (DEFECT_TYPES, MVTEC_ENV, TEXTURES, MVTecSplits, TextureSet, add_defect, load_mvtec,
+                    make_texture_set, mvtec_categories, texture_dataset, write_mvtec)
+
+__all__ += ["DEFECT_TYPES", "MVTEC_ENV", "TEXTURES", "MVTecSplits", "TextureSet", "add_defect", "load_mvtec",
+            "make_texture_set", "mvtec_categories", "texture_dataset", "write_mvtec"]
