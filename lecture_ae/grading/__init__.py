@@ -25,6 +25,8 @@ Modules
     end-to-end tests and ``benchmarks/grading_speed.py`` use it.
 :mod:`~lecture_ae.grading.ps1`
     The checks of problem set 1 (sparse coding).
+:mod:`~lecture_ae.grading.ps2`
+    The checks of problem set 2 (autoencoders).
 
 Adding an assignment (ps2, ps3, ...)
 ------------------------------------
