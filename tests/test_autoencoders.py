@@ -21,6 +21,7 @@ from lecture_ae.models import (
     dead_fraction,
     dead_unit_term,
     reconstruction_error,
+    relu_ae_forward,
     sparse_ae_loss,
 )
 from lecture_ae.train import evaluate, fit
@@ -165,7 +166,8 @@ def test_noise_layer_and_denoising_autoencoder():
     dae.eval()
     assert torch.equal(dae(X), dae.ae(X))
     noisy = add_noise(X, "gaussian", 0.2, 3)
-    assert float(dae.loss((noisy, X))) == pytest.approx(float(reconstruction_error(X, dae.ae(noisy))))
+    with torch.no_grad():
+        assert float(dae.loss((noisy, X))) == pytest.approx(float(reconstruction_error(X, dae.ae(noisy))))
     before = evaluate(dae, X)
     fit(dae, X, X, epochs=30, lr=1e-2, device="cpu", show_progress=False)
     assert evaluate(dae, X) < 0.8 * before
@@ -178,7 +180,7 @@ def test_mlp_and_conv_shapes():
     X = torch.rand(3, 64)
     mlp = MLPAutoencoder(64, 10, (32, 16))
     assert mlp.encode(X).shape == (3, 10) and mlp(X).shape == (3, 64)
-    assert 0 <= float(mlp(X).min()) and float(mlp(X).max()) <= 1  # sigmoid output
+    assert 0 <= float(mlp(X).detach().min()) and float(mlp(X).detach().max()) <= 1  # sigmoid output
     conv = ConvAutoencoder(8, (8, 16))
     assert conv.encode(X).shape == (3, 16, 2, 2) and conv(X).shape == (3, 64)
     assert conv(X.reshape(3, 1, 8, 8)).shape == (3, 1, 8, 8)
@@ -214,6 +216,28 @@ def test_training_reduces_the_loss_on_digits(make):
     h = fit(model, X, Xv, epochs=8, lr=1e-2, device="cpu", show_progress=False)
     assert h.best_val < 0.7 * before
     assert h.train_loss[-1] < h.train_loss[0]
+
+
+def test_relu_ae_forward_is_the_model_and_by_hand():
+    X = torch.tensor([[1.0, -1.0]])
+    V = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])  # z = (1, -1, 0) + c
+    c = torch.tensor([0.5, 0.5, 0.5])
+    W = torch.tensor([[1.0, 0.0, 2.0], [0.0, 1.0, -1.0]])
+    b = torch.tensor([0.0, 1.0])
+    S, X_hat = relu_ae_forward(X, V, c, W, b)
+    assert S.tolist() == [[1.5, 0.0, 0.5]]
+    assert X_hat.tolist() == [[2.5, 0.5]]  # (1.5 + 1.0, -0.5 + 1)
+    ae = ReLUSparseAutoencoder(8, 5, seed=3)
+    with torch.no_grad():
+        ae.c.normal_()
+        ae.b.normal_()
+    Xr = torch.randn(6, 8)
+    S, X_hat = relu_ae_forward(Xr, ae.V, ae.c, ae.W, ae.b)
+    assert torch.allclose(S, ae.encode(Xr)) and torch.allclose(X_hat, ae(Xr))
+    with pytest.raises(ValueError, match="W"):
+        relu_ae_forward(Xr, ae.V, ae.c, ae.W.T, ae.b)
+    with pytest.raises(ValueError, match="c"):
+        relu_ae_forward(Xr, ae.V, ae.b, ae.W, ae.b)
 
 
 def test_relu_autoencoder_counts_dead_units():

@@ -13,11 +13,12 @@ from .autoencoders import (
     dead_fraction,
     dead_unit_term,
     reconstruction_error,
+    relu_ae_forward,
     sparse_ae_loss,
 )
 
 __all__ = [
     "NOISE_KINDS", "Autoencoder", "ConvAutoencoder", "DenoisingAutoencoder", "LinearAutoencoder", "MLPAutoencoder",
     "NoiseLayer", "ReLUSparseAutoencoder", "activation_rates", "add_noise", "dead_fraction", "dead_unit_term",
-    "reconstruction_error", "sparse_ae_loss",
+    "reconstruction_error", "relu_ae_forward", "sparse_ae_loss",
 ]

@@ -53,6 +53,7 @@ __all__ = [
     "dead_fraction",
     "add_noise",
     "NOISE_KINDS",
+    "relu_ae_forward",
     "Autoencoder",
     "LinearAutoencoder",
     "ReLUSparseAutoencoder",
@@ -166,6 +167,33 @@ def activation_rates(S, tol=0.0) -> torch.Tensor:
 def dead_fraction(S, tol=0.0) -> float:
     """Fraction of dead units: units j with :math:`s_{ij} \\le tol` for every sample i of ``S`` (N, h)."""
     return float((activation_rates(S, tol) == 0).to(torch.float64).mean())
+
+
+def relu_ae_forward(X, V, c, W, b):
+    r"""Forward pass of a one-hidden-layer ReLU autoencoder, as plain tensor algebra.
+
+    .. math:: S = \max(0,\, X V^\top + c), \qquad \hat X = S W^\top + b
+
+    ``X`` (N, d), encoder ``V`` (h, d) and bias ``c`` (h,), decoder ``W`` (d, h) and bias
+    ``b`` (d,).  Returns ``(S, X_hat)`` with shapes (N, h) and (N, d).  This is exactly
+    what :class:`ReLUSparseAutoencoder` computes (its ``encode`` and ``decode``).
+    """
+    X = as_tensor(X, "X", ndim=2, shape="(N, d)")
+    V = as_tensor(V, "V", ndim=2, shape="(h, d)", device=X.device)
+    if V.shape[1] != X.shape[1]:
+        raise ValueError(f"V must have shape (h, d) with d = X.shape[1] = {X.shape[1]}; got {tuple(V.shape)}")
+    h, d = V.shape
+    c = as_tensor(c, "c", ndim=1, shape="(h,)", device=X.device)
+    W = as_tensor(W, "W", ndim=2, shape="(d, h)", device=X.device)
+    b = as_tensor(b, "b", ndim=1, shape="(d,)", device=X.device)
+    if c.shape != (h,):
+        raise ValueError(f"c must have shape (h,) = ({h},); got {tuple(c.shape)}")
+    if W.shape != (d, h):
+        raise ValueError(f"W must have shape (d, h) = {(d, h)}; got {tuple(W.shape)}")
+    if b.shape != (d,):
+        raise ValueError(f"b must have shape (d,) = ({d},); got {tuple(b.shape)}")
+    S = torch.relu(X @ V.T + c)
+    return S, S @ W.T + b
 
 
 # ============================================================================= noise
