@@ -191,10 +191,14 @@ def pro_score(amaps, masks, *, max_fpr: float = 0.3, n_thresholds: int = 200) ->
 # of the flattened masks (tests/test_unet.py checks it); per image they are averaged.
 __all__ += ["iou", "dice"]
 
+import numpy as np  # noqa: E402
+
 
 def _masks(pred, target):
     out = []
     for name, value in (("pred", pred), ("target", target)):
+        if isinstance(value, np.ndarray) and value.dtype == bool:
+            value = torch.from_numpy(value)
         if isinstance(value, torch.Tensor) and value.dtype == torch.bool:
             t = value
         else:
