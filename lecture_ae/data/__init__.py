@@ -13,3 +13,6 @@ from .mvtec import (DEFECT_TYPES, MVTEC_ENV, TEXTURES, MVTecSplits, TextureSet, 
 
 __all__ += ["DEFECT_TYPES", "MVTEC_ENV", "TEXTURES", "MVTecSplits", "TextureSet", "add_defect", "load_mvtec",
             "make_texture_set", "mvtec_categories", "texture_dataset", "write_mvtec"]
+from .cells import CellSplits, cell_splits, load_isbi_cells, make_cells  # noqa: E402  (issue 5)
+
+__all__ += ["CellSplits", "cell_splits", "load_isbi_cells", "make_cells"]

@@ -22,3 +22,4 @@ __all__ = [
     "NoiseLayer", "ReLUSparseAutoencoder", "activation_rates", "add_noise", "dead_fraction", "dead_unit_term",
     "reconstruction_error", "relu_ae_forward", "sparse_ae_loss",
 ]
+from .unet import UNET_VARIANTS, UNet, crop_and_concat, predict_masks, segmentation_loss  # noqa: E402  (issue 5)
