@@ -111,6 +111,14 @@ def test_one_proximal_step_with_computed_step_never_increases(crops, boundary):
         assert float(C.csc_objective(crops, W, S1, 0.5, boundary)) <= before
 
 
+@pytest.mark.parametrize("boundary", C.BOUNDARIES)
+def test_fft_backend_is_the_same_operator(crops, boundary):
+    W = C.init_filters(crops, 5, 6, seed=2)
+    a = C.csc_fista(crops, W, 0.3, 30, boundary=boundary)
+    b = C.csc_fista(crops, W, 0.3, 30, boundary=boundary, backend="fft")
+    torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-9)
+
+
 def test_objective_by_hand():
     W = torch.tensor([[[1.0, 2.0], [3.0, 4.0]]], dtype=torch.float64)
     S = torch.zeros(2, 1, 2, 2, dtype=torch.float64)
@@ -219,6 +227,8 @@ def test_bad_arguments():
         C.csc_fista(X, W, -1.0)
     with pytest.raises(ValueError, match="X"):
         C.csc_fista(torch.randn(2, 2, 6, 6), W, 0.1)
+    with pytest.raises(ValueError, match="backend"):
+        C.csc_fista(X, W, 0.1, backend="cuda")
     with pytest.raises(ValueError, match="method"):
         C.csc_lipschitz(W, (6, 6), method="svd")
     with pytest.raises(ValueError, match="kernel_size"):
