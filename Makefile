@@ -24,6 +24,10 @@ $(VENV)/.all: pyproject.toml | $(BIN)/python
 	$(PIP) install -e ".[book,grading,test]"
 	touch $@ $(VENV)/.book
 
+$(VENV)/.bench: $(VENV)/.all
+	$(PIP) install -e ".[book,grading,test,bench]"
+	touch $@
+
 venv: $(VENV)/.all
 
 ## make book: build the executed Jupyter Book into _build/html (warnings are errors)
@@ -38,7 +42,7 @@ clean-book:
 	rm -rf _build
 
 ## make bench: speed against scikit-learn (not a test)
-bench: $(VENV)/.all
+bench: $(VENV)/.bench
 	$(BIN)/python -W ignore benchmarks/run_all.py
 
 # ------------------------------------------------------------------------------------------
