@@ -27,6 +27,8 @@ Modules
     The checks of problem set 1 (sparse coding).
 :mod:`~lecture_ae.grading.ps2`
     The checks of problem set 2 (autoencoders).
+:mod:`~lecture_ae.grading.ps3`
+    The checks of problem set 3 (shortcut connections and U-Net).
 
 Adding an assignment (ps2, ps3, ...)
 ------------------------------------
