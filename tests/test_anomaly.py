@@ -1,24 +1,31 @@
 """Anomaly maps, scores, thresholds, AUROC/PRO and the PCA baseline; a planted defect scores higher."""
 from __future__ import annotations
 
-import numpy as np
-import pytest
-import torch
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
 from skimage.metrics import structural_similarity
 from sklearn.decomposition import PCA
 
-from lecture_ae.data.mvtec import add_defect, make_texture_set
-from lecture_ae.metrics import image_auroc, pixel_auroc, pro_curve, pro_score
-from lecture_ae.tasks.anomaly import (
+from lecture_ae.data.mvtec import add_defect, make_texture_set  # noqa: E402
+from lecture_ae.metrics import image_auroc, pixel_auroc, pro_curve, pro_score  # noqa: E402
+from lecture_ae.plots.anomaly import anomaly_figure, defect_gallery, score_histograms  # noqa: E402
+from lecture_ae.tasks.anomaly import (  # noqa: E402
     PCABaseline,
     anomaly_map,
     choose_threshold,
     evaluate_methods,
     image_score,
     l2_map,
+    per_defect_auroc,
     reconstruct,
     smooth_map,
     ssim_map,
+    texture_autoencoder,
     train_texture_autoencoder,
 )
 
@@ -52,9 +59,13 @@ def test_ssim_map_equals_skimage_full_map(options, sk_options):
 
 
 def test_ssim_map_is_differentiable():
-    x = torch.rand(1, 1, 12, 12, dtype=torch.float64)
-    y = torch.rand(1, 1, 12, 12, dtype=torch.float64, requires_grad=True)
-    assert torch.autograd.gradcheck(lambda t: ssim_map(x, t).mean(), (y,))
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(1, 1, 12, 12, dtype=torch.float64, generator=g)
+    y = torch.rand(1, 1, 12, 12, dtype=torch.float64, generator=g).requires_grad_()
+    # fast mode: the analytical and the numerical derivative along random directions (a few
+    # evaluations instead of one per pixel; float64 convolutions are slow on a busy CPU)
+    assert torch.autograd.gradcheck(lambda t: ssim_map(x, t).mean(), (y,), fast_mode=True)
+    assert torch.autograd.gradcheck(lambda t: ssim_map(x, t)[0, ::3, ::3], (y,), fast_mode=True)
 
 
 def test_smoothing_keeps_constants_and_mass():
@@ -193,3 +204,107 @@ def test_bad_arguments():
         PCABaseline(50).fit(x)
     with pytest.raises(ValueError, match="fit"):
         PCABaseline(2).reconstruct(x)
+
+
+def test_per_defect_auroc_by_hand():
+    defects = ["good", "cut", "good", "stain", "cut", "good", "stain"]
+    scores = torch.tensor([0.2, 0.9, 0.5, 0.3, 0.4, 0.1, 0.6])
+    # cut (0.9, 0.4) against good (0.2, 0.5, 0.1): 0.9 beats 3, 0.4 beats 2 -> 5 / 6
+    # stain (0.3, 0.6) against good: 0.3 beats 2, 0.6 beats 3 -> 5 / 6; ties count 1/2
+    assert per_defect_auroc(scores, defects) == {"cut": pytest.approx(5 / 6), "stain": pytest.approx(5 / 6)}
+    out = per_defect_auroc(np.array([1.0, 1.0, 0.0, 2.0]), ("good", "hole", "good", "scratch"))
+    assert list(out) == ["hole", "scratch"]  # sorted
+    assert out == {"hole": 0.75, "scratch": 1.0}  # 1.0 ties one good 1.0 and beats 0.0: (0.5 + 1) / 2
+    assert per_defect_auroc(scores, defects)["cut"] == image_auroc(scores[[0, 1, 2, 4, 5]], [0, 1, 0, 1, 0])
+
+
+def _figure_inputs(n=5, hw=(16, 12)):
+    rng = np.random.default_rng(0)
+    X = rng.random((n, 1, *hw))
+    masks = np.zeros((n, 1, *hw), bool)
+    masks[1:, 0, 4:8, 3:6] = True
+    defects = ["good", "cut", "hole", "cut", "stain"][:n]
+    return X, np.clip(X + 0.1, 0, 1), ((X - 0.5) ** 2)[:, 0], masks, defects
+
+
+def test_defect_gallery_shows_one_tile_per_type():
+    X, _, _, masks, defects = _figure_inputs()
+    fig = defect_gallery(torch.tensor(X), torch.tensor(masks), defects, title="t")
+    assert [ax.get_title() for ax in fig.axes] == ["good", "cut", "hole", "stain"]
+    assert len(fig.axes[1].collections) == 1 and len(fig.axes[0].collections) == 0  # outline only where a defect is
+    plt.close(fig)
+    fig = defect_gallery(X[:, 0], masks[:, 0], defects, per_type=2)
+    assert [ax.get_title() for ax in fig.axes] == ["good", "cut", "cut", "hole", "stain"]
+    plt.close(fig)
+
+
+def test_anomaly_figure_has_four_columns_and_one_colour_bar():
+    X, X_hat, amap, masks, defects = _figure_inputs()
+    fig = anomaly_figure(X, X_hat, amap, masks, index=[0, 2], row_titles=["good", "hole"], map_name="L2 error", title="T")
+    axes, cbar = fig.axes[:-1], fig.axes[-1]
+    assert len(axes) == 2 * 4
+    assert [ax.get_title() for ax in axes[:4]] == ["input $x$", r"reconstruction $\hat x$", "anomaly map (L2 error)", "ground truth"]
+    assert [axes[0].get_ylabel(), axes[4].get_ylabel()] == ["good", "hole"]
+    assert cbar.get_ylabel() == "L2 error"
+    heat = axes[6].images[0]
+    assert heat.get_cmap().name == "inferno" and heat.get_clim() == (0.0, pytest.approx(np.percentile(amap[[0, 2]], 99.5)))
+    assert np.allclose(axes[4].images[0].get_array(), X[2, 0]) and np.allclose(axes[5].images[0].get_array(), X_hat[2, 0])
+    assert len(axes[7].collections) == 1 and len(axes[3].collections) == 0  # the outline of the hole, none on the good tile
+    plt.close(fig)
+    fig = anomaly_figure(torch.tensor(X), torch.tensor(X_hat), torch.tensor(amap), torch.tensor(masks), vmax=1.0, labels=defects)
+    assert len(fig.axes) == 5 * 4 + 1 and fig.axes[4].get_ylabel() == "cut"
+    assert fig.axes[2].images[0].get_clim() == (0.0, 1.0)
+    plt.close(fig)
+
+
+def test_score_histograms_split_good_and_defective():
+    ax = score_histograms(torch.tensor([0.1, 0.2, 0.8, 0.9, 0.3]), torch.tensor([0, 0, 1, 1, 0]), threshold=0.5, bins=4)
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert labels == ["good", "defective", "threshold"]
+    good, bad = ax.containers
+    assert sum(p.get_height() for p in good) == 3 and sum(p.get_height() for p in bad) == 2
+    assert ax.lines[0].get_xdata()[0] == 0.5
+    plt.close(ax.figure)
+
+
+def test_texture_autoencoder_takes_the_tiles_shape():
+    model = texture_autoencoder(64)
+    assert model.code_shape == (16, 4, 4) and isinstance(model.decoder[-1], torch.nn.ConvTranspose2d)  # linear output
+    assert isinstance(texture_autoencoder(64, output="sigmoid").decoder[-1], torch.nn.Sigmoid)
+    X = torch.rand(6, 3, 32, 48)
+    model, hist = train_texture_autoencoder(X, X[:2], epochs=1, device="cpu", show_progress=False)
+    assert model.in_channels == 3 and model.image_size == (32, 48) and hist.epochs == 1
+    assert reconstruct(model, X).shape == X.shape
+
+
+def test_bad_arguments_of_the_chapter_helpers():
+    X, X_hat, amap, masks, defects = _figure_inputs()
+    with pytest.raises(ValueError, match="defects"):
+        per_defect_auroc(torch.ones(3), ["good", "cut"])
+    with pytest.raises(ValueError, match="good"):
+        per_defect_auroc(torch.ones(2), ["cut", "hole"])
+    with pytest.raises(ValueError, match="defects"):
+        per_defect_auroc(torch.ones(4), "good")
+    with pytest.raises(ValueError, match="scores"):
+        per_defect_auroc(torch.ones(2, 2), ["good", "cut"])
+    with pytest.raises(ValueError, match="val"):
+        train_texture_autoencoder(torch.rand(4, 1, 16, 16), torch.rand(2, 1, 32, 32), epochs=1)
+    with pytest.raises(ValueError, match="defects"):
+        defect_gallery(X, masks, defects[:3])
+    with pytest.raises(ValueError, match="masks"):
+        defect_gallery(X, masks[:, :, :8], defects)
+    with pytest.raises(ValueError, match="per_type"):
+        defect_gallery(X, masks, defects, per_type=0)
+    with pytest.raises(ValueError, match="X_hat"):
+        anomaly_figure(X, X_hat[:4], amap, masks)
+    with pytest.raises(ValueError, match="amap"):
+        anomaly_figure(X, X_hat, amap[:, None], masks)
+    with pytest.raises(ValueError, match="index"):
+        anomaly_figure(X, X_hat, amap, masks, index=[7])
+    with pytest.raises(ValueError, match="row_titles"):
+        anomaly_figure(X, X_hat, amap, masks, index=[0, 1], row_titles=["a"])
+    with pytest.raises(ValueError, match="scores and labels"):
+        score_histograms(np.ones(3), np.ones(4))
+    with pytest.raises(ValueError, match="labels"):
+        score_histograms(np.ones(3), np.array([0, 1, 2]))
+    plt.close("all")
