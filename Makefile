@@ -35,8 +35,11 @@ book: $(VENV)/.book
 	$(BOOK_ENV) $(BIN)/jupyter-book build . --warningiserror --nitpick --keep-going
 
 ## make test: install everything the tests need and run the whole suite
+# One worker per core (TEST_JOBS=1 for a single process); a file's tests stay on one
+# worker, so a notebook's cells run in order in one kernel.
+TEST_JOBS ?= auto
 test: $(VENV)/.all
-	$(BOOK_ENV) $(BIN)/python -m pytest
+	$(BOOK_ENV) $(BIN)/python -m pytest -n $(TEST_JOBS) --dist loadfile
 
 clean-book:
 	rm -rf _build
