@@ -8,7 +8,16 @@ import torch
 from .._checks import as_tensor
 from .sparse import atom_grid
 
-__all__ = ["filter_bank", "replica_comparison", "replica_pairs", "csc_reconstruction", "topographic_map", "similarity_bars"]
+__all__ = [
+    "filter_bank",
+    "replica_comparison",
+    "replica_pairs",
+    "replica_pairs_comparison",
+    "csc_reconstruction",
+    "topographic_map",
+    "similarity_bars",
+    "similarity_by_distance_curves",
+]
 
 _COLORS = {"patch": "#d62728", "conv": "#1f77b4", "topo": "#2ca02c", "l1": "#7f7f7f"}
 
@@ -66,25 +75,46 @@ def replica_comparison(banks, replica_matrices, *, ncols=8):
     return fig
 
 
-def replica_pairs(W, replica_matrix, patch_shape=None, *, n_pairs=6, title=None):
-    """The ``n_pairs`` most replicated pairs of atoms, one above the other, with their score."""
+def _top_pairs(R, n_pairs):
+    R = _np(R).copy()
+    R[np.tril_indices_from(R)] = -1
+    flat = np.argsort(-R, axis=None, kind="stable")[:n_pairs]
+    return [(int(j), int(l), float(R[j, l])) for j, l in (np.unravel_index(f, R.shape) for f in flat)]
+
+
+def _draw_pairs(fig, W, replica_matrix, patch_shape, n_pairs, title):
     cols, shape = _as_columns(W, patch_shape)
     A = _np(cols).T.reshape(-1, *shape)
-    R = _np(replica_matrix).copy()
-    R[np.tril_indices_from(R)] = -1
-    flat = np.argsort(-R, axis=None)[:n_pairs]
-    pairs = [np.unravel_index(f, R.shape) for f in flat]
-    fig, axes = plt.subplots(2, n_pairs, figsize=(1.3 * n_pairs + 0.6, 3.0), layout="constrained")
-    axes = np.atleast_2d(axes).reshape(2, n_pairs)
-    for c, (j, l) in enumerate(pairs):
+    pairs = _top_pairs(replica_matrix, n_pairs)
+    axes = np.atleast_2d(fig.subplots(2, n_pairs)).reshape(2, n_pairs)
+    for c, (j, l, score) in enumerate(pairs):
         for r, idx in enumerate((j, l)):
             a = A[idx] / (np.abs(A[idx]).max() + 1e-12)
             axes[r, c].imshow(a, cmap="gray", vmin=-1, vmax=1, interpolation="nearest")
             axes[r, c].set_xticks([])
             axes[r, c].set_yticks([])
-        axes[0, c].set_title(f"{R[j, l]:.2f}", fontsize=10)
+        axes[0, c].set_title(f"{score:.2f}", fontsize=10)
     if title:
         fig.suptitle(title)
+    return axes
+
+
+def replica_pairs(W, replica_matrix, patch_shape=None, *, n_pairs=6, title=None):
+    """The ``n_pairs`` most replicated pairs of atoms, one above the other, with their score."""
+    fig = plt.figure(figsize=(1.3 * n_pairs + 0.6, 3.0), layout="constrained")
+    _draw_pairs(fig, W, replica_matrix, patch_shape, n_pairs, title)
+    return fig
+
+
+def replica_pairs_comparison(banks, replica_matrices, *, n_pairs=6):
+    """:func:`replica_pairs` for several banks, one block of pairs per bank (same names as
+    :func:`replica_comparison`), each block titled with the bank's name."""
+    names = list(banks)
+    fig = plt.figure(figsize=(1.3 * n_pairs + 0.6, 3.0 * len(names)), layout="constrained")
+    subs = np.atleast_1d(fig.subfigures(len(names), 1))
+    for sub, name in zip(subs, names):
+        _draw_pairs(sub, banks[name], replica_matrices[name], None, n_pairs,
+                    f"{name}: the {n_pairs} most similar pairs (replica score above each pair)")
     return fig
 
 
@@ -138,7 +168,27 @@ def similarity_bars(results, *, ax=None, title="grid neighbours vs other pairs")
         ax.text(x[i], max(nb[i], ot[i]) + 0.01, f"ratio {results[n]['ratio']:.2f}", ha="center", va="bottom")
     ax.set_xticks(x, names)
     ax.set_ylabel(r"mean $|\cos(w_j, w_l)|$")
-    ax.set_ylim(0, max(nb + ot) * 1.25)
+    ax.set_ylim(0, max(nb + ot) * 1.45)
     ax.set_title(title)
-    ax.legend(frameon=False, loc="upper left")
+    ax.legend(frameon=False, loc="upper right", ncols=2)
+    return ax
+
+
+def similarity_by_distance_curves(results, *, ax=None, title="similarity against distance on the grid"):
+    """Mean |cos| between atoms against their grid distance, one curve per dictionary.
+
+    ``results`` maps a name to the dict of :func:`lecture_ae.sparse.topographic.similarity_by_distance`.
+    """
+    if ax is None:
+        _, ax = plt.subplots(figsize=(5.0, 3.4), layout="constrained")
+    colors = ["#2ca02c", "#7f7f7f", "#1f77b4", "#d62728"]
+    for i, (name, r) in enumerate(results.items()):
+        ax.plot(r["distance"], r["similarity"], marker="o", lw=1.8, color=colors[i % len(colors)], label=name)
+    ax.set_xlabel("distance on the grid (window steps)")
+    ax.set_ylabel(r"mean $|\cos(w_j, w_l)|$")
+    ax.set_xticks(sorted({d for r in results.values() for d in r["distance"]}))
+    ax.set_ylim(0, None)
+    ax.set_title(title)
+    ax.legend(frameon=False)
+    ax.grid(alpha=0.3)
     return ax

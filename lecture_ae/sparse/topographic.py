@@ -50,6 +50,8 @@ __all__ = [
     "topographic_fista",
     "learn_topographic_dictionary",
     "neighbour_similarity",
+    "grid_distances",
+    "similarity_by_distance",
 ]
 
 
@@ -265,3 +267,44 @@ def neighbour_similarity(W, grid, *, size=3, n_random=None, seed=0) -> dict[str,
         o = o[torch.randint(o.numel(), (n_random,), generator=gen).to(o.device)]
     n_mean, o_mean = float(C[nb].mean()), float(o.mean())
     return {"neighbours": n_mean, "others": o_mean, "ratio": n_mean / max(o_mean, 1e-30)}
+
+
+def grid_distances(grid, *, device=None) -> torch.Tensor:
+    r"""Distances (h, h) between the grid cells of the sources, on the torus of the neighbourhoods.
+
+    The distance is the number of window steps, :math:`\max(|\Delta_1|, |\Delta_2|)` with
+    each offset taken the short way round the grid (so the ``size`` x ``size`` windows of
+    :func:`neighbourhood_matrix` hold exactly the sources at distance <= size // 2 from the centre).
+    """
+    g1, g2 = _check_grid(grid)
+    j = torch.arange(g1 * g2)
+    r, c = j // g2, j % g2  # source j sits at divmod(j, g2)
+    dr = (r[:, None] - r[None, :]).abs()
+    dc = (c[:, None] - c[None, :]).abs()
+    dr = torch.minimum(dr, g1 - dr)
+    dc = torch.minimum(dc, g2 - dc)
+    D = torch.maximum(dr, dc)
+    return D.to(get_device(device) if device is not None else "cpu")
+
+
+def similarity_by_distance(W, grid) -> dict[str, list]:
+    r"""Mean :math:`|\cos(w_j, w_l)|` over the pairs at each grid distance (see :func:`grid_distances`).
+
+    Returns ``distance`` (1, 2, ...), ``similarity`` (the mean per distance) and ``pairs``
+    (how many unordered pairs lie at that distance).  On a topographic map the similarity
+    falls with the distance; for atoms placed on the grid at random it is flat up to chance.
+    """
+    W = as_tensor(W, "W", ndim=2, shape="(d, h)").double()
+    g1, g2 = _check_grid(grid, W.shape[1])
+    Wn = W / torch.linalg.vector_norm(W, dim=0).clamp_min(1e-30)
+    C = (Wn.T @ Wn).abs().cpu()
+    D = grid_distances((g1, g2))
+    upper = torch.triu(torch.ones_like(D, dtype=torch.bool), diagonal=1)
+    out = {"distance": [], "similarity": [], "pairs": []}
+    for dist in range(1, int(D.max()) + 1):
+        sel = upper & (D == dist)
+        if bool(sel.any()):
+            out["distance"].append(dist)
+            out["similarity"].append(float(C[sel].mean()))
+            out["pairs"].append(int(sel.sum()))
+    return out
