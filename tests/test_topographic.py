@@ -139,3 +139,19 @@ def test_bad_arguments(patches):
         T.topographic_fista(patches, torch.randn(35, 16), 0.1, (4, 4))
     with pytest.raises(ValueError, match="W0"):
         T.learn_topographic_dictionary(patches, (4, 4), 0.1, W0=torch.randn(36, 9))
+
+
+def test_grid_distances_match_the_windows_and_similarity_by_distance_by_hand():
+    for grid, size in (((8, 8), 3), ((6, 9), 5), ((4, 4), 3)):
+        D = T.grid_distances(grid)
+        assert torch.equal(T.neighbourhood_matrix(grid, size) > 0, D <= size // 2)
+    D = T.grid_distances((4, 4))
+    assert int(D[0, 3]) == 1 and int(D[0, 10]) == 2 and int(D[5, 5]) == 0  # wrap-around; (0,0)-(2,2)
+    W = torch.zeros(2, 16, dtype=torch.float64)  # left half along e1, right half along e2
+    for j in range(16):
+        W[0 if j % 4 < 2 else 1, j] = 1.0
+    r = T.similarity_by_distance(W, (4, 4))
+    assert r["distance"] == [1, 2] and sum(r["pairs"]) == 16 * 15 // 2
+    # distance 1 = the 3x3 window: 5 of 8 alike; distance 2 = the other 7 cells: 2 of 7 alike
+    assert r["similarity"] == pytest.approx([5 / 8, 2 / 7])
+    assert r["similarity"][0] == pytest.approx(T.neighbour_similarity(W, (4, 4))["neighbours"])
