@@ -29,6 +29,8 @@ Modules
     The checks of problem set 2 (autoencoders).
 :mod:`~lecture_ae.grading.ps3`
     The checks of problem set 3 (shortcut connections and U-Net).
+:mod:`~lecture_ae.grading.ps4`
+    The checks of problem set 4 (anomaly detection).
 
 Adding an assignment (ps2, ps3, ...)
 ------------------------------------
