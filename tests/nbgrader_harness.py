@@ -4,8 +4,9 @@ The heavy lifting (temporary course, real ``nbgrader`` command line, gradebook) 
 :func:`lecture_ae.grading.pipeline.grade_submissions`; this module adds the checks
 every assignment repeats, so that a new assignment's e2e test stays short::
 
-    from nbgrader_harness import (assert_full_marks, assert_release_matches, assert_zero_tests,
-                                  assert_loses_points, assert_validate)
+    from nbgrader_harness import (assert_solution_full_marks, assert_release_scores_zero,
+                                  assert_loses_points, assert_reference_callers_score_zero,
+                                  assert_grades_csv, assert_release_matches, assert_validate)
 """
 from __future__ import annotations
 
@@ -86,3 +87,45 @@ def assert_validate(run: CourseRun) -> None:
         rel = run.root / "exercises" / run.assignment / src.name
         rc, out = validate(rel, cwd=run.root, invert=True)
         assert rc == 0 and "Success! The notebook does not pass any tests." in out, out[-3000:]
+
+
+def assert_solution_full_marks(run: CourseRun, points: dict, manual: dict, *, figure: bool = True,
+                               student: str = "solution") -> str:
+    """The solution scores ``points`` (grade id -> points) on every autograded cell, the hidden
+    parts ran, the manually graded cells (grade id -> points) wait for a grader and (``figure``)
+    the autograded notebook keeps its figure.  Returns the autograded notebook's text."""
+    assert_full_marks(run, student)
+    st = run.students[student]
+    assert {gid: c.max_score for gid, c in st.tests().items()} == points
+    assert st.test_score == sum(points.values())
+    for gid in points:
+        assert "hidden checks passed" in st.output(gid), f"the hidden part of {gid} did not run:\n{st.output(gid)}"
+    for gid, max_score in manual.items():
+        assert st.cells[gid].needs_manual_grade and st.cells[gid].max_score == max_score, gid
+    graded = (run.root / "grading" / "autograded" / student / run.assignment / f"{run.assignment}.ipynb").read_text()
+    assert not figure or '"image/png"' in graded, "the autograded notebook lost its figure"
+    return graded
+
+
+def assert_release_scores_zero(run: CourseRun, functions, student: str = "release") -> None:
+    """The unmodified release scores 0 in total, and each autograder cell says its function is missing."""
+    assert_zero_tests(run, student)
+    st = run.students[student]
+    assert st.score == 0  # untouched manual answers score 0 without a grader
+    for fn in functions:
+        assert f"{fn} is not implemented yet" in st.output(f"test_{fn}")
+
+
+def assert_reference_callers_score_zero(run: CourseRun, functions, student: str = "cheater") -> None:
+    """A student whose functions call ``lecture_ae`` gets 0 on each part, with a message saying so."""
+    for fn in functions:
+        assert_loses_points(run, student, f"test_{fn}", "calls the reference implementation")
+    assert_zero_tests(run, student)
+
+
+def assert_grades_csv(run: CourseRun, scores: dict, default: float = 0) -> None:
+    """grades.csv has a row for every student, with ``scores[student]`` (else ``default``) as the raw score."""
+    rows = {r["student_id"]: r for r in run.grades_csv}
+    assert set(rows) == set(run.students)
+    for sid in run.students:
+        assert float(rows[sid]["raw_score"]) == scores.get(sid, default), (sid, rows[sid])

@@ -14,16 +14,17 @@ from lecture_ae.grading.pipeline import REPO_ROOT, chain, fill_from_source, grad
 from nbgrader_harness import (
     assert_full_marks,
     assert_loses_points,
+    assert_reference_callers_score_zero,
     assert_release_matches,
+    assert_release_scores_zero,
     assert_validate,
-    assert_zero_tests,
 )
 
 A = "ps1_sparse_coding"
 POINTS = {"test_soft_threshold": 2, "test_l1_objective": 2, "test_ista": 3, "test_update_dictionary": 2}
 SOLUTION = fill_from_source(A)
-EXECUTE_TIMEOUT = 20  # s per cell in the test course (the repository's default is 120)
-CHECK_LIMIT = 3  # s per call of a student's function
+EXECUTE_TIMEOUT = 60  # s per cell in the test course (default 120); generous: a busy CI machine is slow
+CHECK_LIMIT = 8  # s per call of a student's function (default 10)
 
 
 def _student(**cells):
@@ -177,10 +178,7 @@ def test_solution_scores_full_marks(run):
 
 
 def test_unmodified_release_scores_zero(run):
-    assert_zero_tests(run, "release")
-    st = run.students["release"]
-    assert st.score == 0  # untouched manual answers score 0 without a grader
-    assert "soft_threshold is not implemented yet" in st.output("test_soft_threshold")
+    assert_release_scores_zero(run, WRONG)
 
 
 def test_validate_passes_the_source_and_invert_passes_the_release(run):
@@ -213,9 +211,7 @@ def test_a_raising_cell_does_not_stop_the_other_parts(run):
 
 
 def test_calling_the_reference_scores_zero_and_submitted_code_files_are_not_used(run):
-    for function in WRONG:
-        assert_loses_points(run, "cheater", f"test_{function}", "calls the reference implementation")
-    assert_zero_tests(run, "cheater")
+    assert_reference_callers_score_zero(run, WRONG)
     graded = run.root / "grading" / "autograded" / "cheater" / A
     assert (graded / "notes.txt").exists()  # ordinary files are copied ...
     assert not (graded / "torch.py").exists() and not (graded / "lecture_ae").exists()  # ... code is not

@@ -11,17 +11,20 @@ import pytest
 from lecture_ae.grading.pipeline import chain, fill_from_source, grade_submissions, replace_solution
 from nbgrader_harness import (
     assert_full_marks,
+    assert_grades_csv,
     assert_loses_points,
+    assert_reference_callers_score_zero,
     assert_release_matches,
+    assert_release_scores_zero,
+    assert_solution_full_marks,
     assert_validate,
-    assert_zero_tests,
 )
 
 A = "ps2_autoencoders"
 POINTS = {"test_sparse_ae_loss": 2, "test_dead_unit_term": 3, "test_add_noise": 3, "test_ae_forward": 2}
 SOLUTION = fill_from_source(A)
-EXECUTE_TIMEOUT = 20  # s per cell in the test course (the repository's default is 120)
-CHECK_LIMIT = 3  # s per call of a student's function
+EXECUTE_TIMEOUT = 60  # s per cell in the test course (default 120); generous: a busy CI machine is slow
+CHECK_LIMIT = 8  # s per call of a student's function (default 10)
 
 
 def _student(**cells):
@@ -136,24 +139,12 @@ def test_release_hides_solutions_and_hidden_tests(run):
 
 
 def test_solution_scores_full_marks(run):
-    assert_full_marks(run, "solution")
-    st = run.students["solution"]
-    assert {gid: c.max_score for gid, c in st.tests().items()} == POINTS
-    assert st.test_score == sum(POINTS.values()) == 10
-    for gid in POINTS:
-        assert "hidden checks passed" in st.output(gid)  # the hidden part ran
-    assert st.cells["plot_noise"].needs_manual_grade and st.cells["answer_dead_units_denoising"].needs_manual_grade
-    assert st.cells["plot_noise"].max_score == 1 and st.cells["answer_dead_units_denoising"].max_score == 2
-    graded = (run.root / "grading" / "autograded" / "solution" / A / f"{A}.ipynb").read_text()
-    assert '"image/png"' in graded
+    assert sum(POINTS.values()) == 10
+    assert_solution_full_marks(run, POINTS, {"plot_noise": 1, "answer_dead_units_denoising": 2})
 
 
 def test_unmodified_release_scores_zero(run):
-    assert_zero_tests(run, "release")
-    st = run.students["release"]
-    assert st.score == 0
-    for fn in WRONG:
-        assert f"{fn} is not implemented yet" in st.output(f"test_{fn}")
+    assert_release_scores_zero(run, WRONG)
 
 
 def test_validate_passes_the_source_and_invert_passes_the_release(run):
@@ -172,15 +163,8 @@ def test_noise_drawn_otherwise_scores_full_marks(run):
 
 
 def test_calling_the_reference_scores_zero(run):
-    for function in WRONG:
-        assert_loses_points(run, "cheater", f"test_{function}", "calls the reference implementation")
-    assert_zero_tests(run, "cheater")
+    assert_reference_callers_score_zero(run, WRONG)
 
 
 def test_grades_csv_has_every_student(run):
-    rows = {r["student_id"]: r for r in run.grades_csv}
-    assert set(rows) == set(run.students)
-    for sid, score in {"solution": 10, "release": 0, "other_draws": 10, "cheater": 0}.items():
-        assert float(rows[sid]["raw_score"]) == score, (sid, rows[sid])
-    for k in range(3):
-        assert float(rows[f"wrong_{k + 1}"]["raw_score"]) == 0
+    assert_grades_csv(run, {"solution": 10, "other_draws": 10})

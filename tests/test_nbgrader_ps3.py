@@ -11,18 +11,20 @@ import pytest
 
 from lecture_ae.grading.pipeline import chain, fill_from_source, grade_submissions, replace_solution
 from nbgrader_harness import (
-    assert_full_marks,
+    assert_grades_csv,
     assert_loses_points,
+    assert_reference_callers_score_zero,
     assert_release_matches,
+    assert_release_scores_zero,
+    assert_solution_full_marks,
     assert_validate,
-    assert_zero_tests,
 )
 
 A = "ps3_unet"
 POINTS = {"test_crop_and_concat": 3, "test_iou": 3}
 SOLUTION = fill_from_source(A)
-EXECUTE_TIMEOUT = 20  # s per cell in the test course (the repository's default is 120)
-CHECK_LIMIT = 3  # s per call of a student's function
+EXECUTE_TIMEOUT = 60  # s per cell in the test course (default 120); generous: a busy CI machine is slow
+CHECK_LIMIT = 8  # s per call of a student's function (default 10)
 
 
 def _student(**cells):
@@ -99,23 +101,13 @@ def test_release_hides_solutions_and_hidden_tests(run):
 
 
 def test_solution_scores_full_marks(run):
-    assert_full_marks(run, "solution")
-    st = run.students["solution"]
-    assert {gid: c.max_score for gid, c in st.tests().items()} == POINTS
-    assert st.test_score == sum(POINTS.values()) == 6
-    for gid in POINTS:
-        assert "hidden checks passed" in st.output(gid)  # the hidden part ran
-    assert st.cells["answer_ablations"].needs_manual_grade and st.cells["answer_ablations"].max_score == 3
-    graded = (run.root / "grading" / "autograded" / "solution" / A / f"{A}.ipynb").read_text()
+    assert sum(POINTS.values()) == 6
+    graded = assert_solution_full_marks(run, POINTS, {"answer_ablations": 3}, figure=False)
     assert "merged: (1, 128, 104, 104)" in graded and "Otsu's threshold on 8 cell images: IoU = 0." in graded
 
 
 def test_unmodified_release_scores_zero(run):
-    assert_zero_tests(run, "release")
-    st = run.students["release"]
-    assert st.score == 0
-    for fn in WRONG:
-        assert f"{fn} is not implemented yet" in st.output(f"test_{fn}")
+    assert_release_scores_zero(run, WRONG)
 
 
 def test_validate_passes_the_source_and_invert_passes_the_release(run):
@@ -141,13 +133,8 @@ def test_an_infinite_loop_and_a_hidden_exception_lose_their_parts_only(run):
 
 
 def test_calling_the_reference_scores_zero(run):
-    for function in WRONG:
-        assert_loses_points(run, "cheater", f"test_{function}", "calls the reference implementation")
-    assert_zero_tests(run, "cheater")
+    assert_reference_callers_score_zero(run, WRONG)
 
 
 def test_grades_csv_has_every_student(run):
-    rows = {r["student_id"]: r for r in run.grades_csv}
-    assert set(rows) == set(run.students)
-    for sid in run.students:
-        assert float(rows[sid]["raw_score"]) == (6 if sid == "solution" else 0), (sid, rows[sid])
+    assert_grades_csv(run, {"solution": 6})

@@ -11,18 +11,21 @@ import pytest
 from lecture_ae.grading.pipeline import chain, fill_from_source, grade_submissions, replace_solution
 from nbgrader_harness import (
     assert_full_marks,
+    assert_grades_csv,
     assert_loses_points,
+    assert_reference_callers_score_zero,
     assert_release_matches,
+    assert_release_scores_zero,
+    assert_solution_full_marks,
     assert_validate,
-    assert_zero_tests,
 )
 
 A = "ps4_anomaly"
 POINTS = {"test_anomaly_map": 2, "test_image_score": 3, "test_choose_threshold": 3, "test_flag_defects": 2}
 MANUAL = {"plot_detector": 1, "answer_findings": 2}
 SOLUTION = fill_from_source(A)
-EXECUTE_TIMEOUT = 30  # s per cell in the test course (the repository's default is 120)
-CHECK_LIMIT = 3  # s per call of a student's function
+EXECUTE_TIMEOUT = 60  # s per cell in the test course (default 120); generous: a busy CI machine is slow
+CHECK_LIMIT = 8  # s per call of a student's function (default 10)
 
 
 def _student(**cells):
@@ -117,25 +120,13 @@ def test_release_hides_solutions_and_hidden_tests(run):
 
 
 def test_solution_scores_full_marks(run):
-    assert_full_marks(run, "solution")
-    st = run.students["solution"]
-    assert {gid: c.max_score for gid, c in st.tests().items()} == POINTS
-    assert st.test_score == sum(POINTS.values()) == 10
-    for gid in POINTS:
-        assert "hidden checks passed" in st.output(gid)  # the hidden part ran
-    for gid, points in MANUAL.items():
-        assert st.cells[gid].needs_manual_grade and st.cells[gid].max_score == points
-    assert "false alarms on the good test tiles" in st.output("plot_detector")
-    graded = (run.root / "grading" / "autograded" / "solution" / A / f"{A}.ipynb").read_text()
-    assert '"image/png"' in graded
+    assert sum(POINTS.values()) == 10
+    assert_solution_full_marks(run, POINTS, MANUAL)
+    assert "false alarms on the good test tiles" in run.students["solution"].output("plot_detector")
 
 
 def test_unmodified_release_scores_zero(run):
-    assert_zero_tests(run, "release")
-    st = run.students["release"]
-    assert st.score == 0
-    for fn in WRONG:
-        assert f"{fn} is not implemented yet" in st.output(f"test_{fn}")
+    assert_release_scores_zero(run, WRONG)
 
 
 def test_validate_passes_the_source_and_invert_passes_the_release(run):
@@ -154,15 +145,8 @@ def test_correct_functions_written_otherwise_score_full_marks(run):
 
 
 def test_calling_the_reference_scores_zero(run):
-    for function in WRONG:
-        assert_loses_points(run, "cheater", f"test_{function}", "calls the reference implementation")
-    assert_zero_tests(run, "cheater")
+    assert_reference_callers_score_zero(run, WRONG)
 
 
 def test_grades_csv_has_every_student(run):
-    rows = {r["student_id"]: r for r in run.grades_csv}
-    assert set(rows) == set(run.students)
-    for sid, score in {"solution": 10, "release": 0, "other_ways": 10, "cheater": 0}.items():
-        assert float(rows[sid]["raw_score"]) == score, (sid, rows[sid])
-    for k in range(3):
-        assert float(rows[f"wrong_{k + 1}"]["raw_score"]) == 0
+    assert_grades_csv(run, {"solution": 10, "other_ways": 10})
