@@ -1,5 +1,6 @@
 """The real `jupyter-book build`, with warnings as errors, executes every chapter."""
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -26,4 +27,11 @@ def test_book_builds_with_warnings_as_errors(tmp_path):
         text = page.read_text()
         if (ROOT / f"{chapter}.ipynb").exists():
             assert "<img" in text, f"{chapter}: an executed chapter should show its figures"
+        # math renders offline: MathJax comes from the book's _static (book/_ext/offline_mathjax.py)
+        mathjax = re.findall(r'<script[^>]*\bsrc="([^"]*mathjax[^"]*)"', text, flags=re.IGNORECASE)
+        assert not [src for src in mathjax if "://" in src], f"{chapter}: MathJax loaded from a URL: {mathjax}"
+        if 'class="math' in text:
+            assert mathjax, f"{chapter}: the page has math but loads no MathJax"
+            for src in mathjax:
+                assert (page.parent / src.split("?")[0]).is_file(), f"{chapter}: {src} is not in the book"
     assert "Traceback" not in (html / "book" / "sparse_coding.html").read_text()
