@@ -7,7 +7,8 @@ PIP    := $(BIN)/python -m pip --disable-pip-version-check -q
 # The CPU build of torch that pip finds on disk here; set TORCH=torch for the newest (CUDA) build.
 TORCH  ?= torch==2.13.0
 # Progress bars are for people in JupyterLab; the executed book does not need them.
-BOOK_ENV := LECTURE_AE_PROGRESS=0 MPLBACKEND=Agg
+# MPLBACKEND is unset: a kernel started with MPLBACKEND=Agg keeps its figures to itself (no image in the book).
+BOOK_ENV := env -u MPLBACKEND LECTURE_AE_PROGRESS=0
 
 .PHONY: book test venv clean-book release autograde feedback grades bench
 

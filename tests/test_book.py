@@ -13,7 +13,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_book_builds_with_warnings_as_errors(tmp_path):
     jb = shutil.which("jupyter-book", path=str(Path(sys.executable).parent)) or "jupyter-book"
-    env = dict(os.environ, LECTURE_AE_PROGRESS="0", MPLBACKEND="Agg")
+    env = dict(os.environ, LECTURE_AE_PROGRESS="0")
+    env.pop("MPLBACKEND", None)  # with MPLBACKEND=Agg the kernels keep their figures to themselves
     proc = subprocess.run(
         [jb, "build", str(ROOT), "--path-output", str(tmp_path), "--warningiserror", "--nitpick", "--keep-going"],
         capture_output=True, text=True, env=env, timeout=1800,
