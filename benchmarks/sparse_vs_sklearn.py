@@ -24,26 +24,9 @@ import numpy as np
 import torch
 from sklearn.decomposition import MiniBatchDictionaryLearning, sparse_encode
 
+from _common import best_time as _time, table as _table  # benchmarks/_common.py
 from lecture_ae import sparse as sp
 from lecture_ae.data import image_patches
-
-
-def _time(fn, repeat=3):
-    best = float("inf")
-    out = None
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        out = fn()
-        best = min(best, time.perf_counter() - t0)
-    return best, out
-
-
-def _table(rows, cols):
-    widths = [max(len(c), *(len(f"{r[c]}") for r in rows)) for c in cols]
-    print("  ".join(c.ljust(w) for c, w in zip(cols, widths)))
-    print("  ".join("-" * w for w in widths))
-    for r in rows:
-        print("  ".join(f"{r[c]}".ljust(w) for c, w in zip(cols, widths)))
 
 
 def _learned_dictionary(X, h, lam):

@@ -35,6 +35,11 @@ The codes are inferred by FISTA on the code maps with step :math:`1/L`,
 read off the Fourier transform: :math:`\|A_W\|^2 = \max_\omega \sum_j
 |\hat W_j(\omega)|^2` (exact for ``"circular"``; an upper bound, hence a safe step,
 for ``"valid"``, which is the circular operator restricted to zero-padded codes).
+With ``adaptive_step=True`` the step starts at :math:`1/L` and is allowed to grow
+while a backtracking test shows that the quadratic model still majorises the
+reconstruction error along the step actually taken (FISTA with backtracking that may
+increase the step, Calatroni & Chambolle 2019): :math:`1/L` is the worst case over all
+directions, the steps FISTA takes often tolerate a several times larger one.
 
 The filters are learned by alternating updates: codes by FISTA with the filters
 fixed, then filters by projected FISTA with the codes fixed, each filter kept in
@@ -57,7 +62,6 @@ import torch.nn.functional as F
 
 from .._checks import as_tensor, check_int, check_scalar
 from ..runtime import get_device, make_generator, progress
-from .coding import soft_threshold
 
 __all__ = [
     "BOUNDARIES",
@@ -253,6 +257,8 @@ class _FFTOperator:
         self.grid = tuple(image_shape)
         self.cs = tuple(code_shape_)
         self.Wf = torch.fft.rfft2(W, s=self.grid)  # (h, H, F)
+        self.Wfc = self.Wf.conj()
+        self.crop = self.cs != self.grid
 
     def synth(self, S):
         Sf = torch.fft.rfft2(S, s=self.grid)
@@ -260,7 +266,66 @@ class _FFTOperator:
 
     def adj(self, R):
         Rf = torch.fft.rfft2(R)[:, None]
-        return torch.fft.irfft2(Rf * self.Wf.conj(), s=self.grid)[..., : self.cs[0], : self.cs[1]]
+        out = torch.fft.irfft2(Rf * self.Wfc, s=self.grid)
+        return out[..., : self.cs[0], : self.cs[1]] if self.crop else out
+
+
+def _operators(W, X, boundary, backend, cs):
+    if backend == "fft":
+        op = _FFTOperator(W, X.shape[-2:], cs)
+        return op.synth, op.adj
+
+    def synth(V):
+        return _synth(W, V, boundary)
+
+    def adj(R):
+        return _adj(W, R, boundary)
+
+    return synth, adj
+
+
+def _sq_dist(U, V):
+    return float(torch.dist(U, V)) ** 2
+
+
+def _fista_adaptive(X, synth, adj, lam, t0, t_min, S, n_iter, tol, history, grow=1.1, shrink=0.5):
+    """FISTA whose step may grow, with backtracking (Calatroni & Chambolle 2019, mu = 0).
+
+    The reconstruction error f(S) = ||A S - x||^2 is quadratic, so the backtracking test
+    f(Z) <= f(Y) + <grad f(Y), Z - Y> + ||Z - Y||^2 / (2 tau) reads ||A (Z - Y)||^2 <= ||Z - Y||^2 / (2 tau),
+    and A Y, grad f(Y) are the same affine combination of the values at the last two
+    iterates as Y itself: one synthesis per trial and one adjoint per iteration, as plain FISTA.
+    A step tau <= t_min = 1/L always passes.
+    """
+    R = synth(S) - X  # A S - x
+    G = adj(2.0 * R)  # grad f(S)
+    S_prev, R_prev, G_prev = S, R, G
+    tau, tk = t0, 1.0
+    hist = []
+    for _ in range(n_iter):
+        tau_new = tau * grow
+        while True:
+            t_next = 0.5 * (1.0 + math.sqrt(1.0 + 4.0 * tk * tk * tau / tau_new))
+            beta = (tk - 1.0) / t_next
+            if beta == 0.0:
+                Y, RY, GY = S, R, G
+            else:  # Y = S + beta (S - S_prev), and the same for A Y - x and grad f(Y)
+                Y, RY, GY = torch.lerp(S, S_prev, -beta), torch.lerp(R, R_prev, -beta), torch.lerp(G, G_prev, -beta)
+            Z = F.softshrink(torch.add(Y, GY, alpha=-tau_new), lam * tau_new)
+            RZ = synth(Z) - X
+            if tau_new <= t_min or 2.0 * tau_new * _sq_dist(RZ, RY) <= _sq_dist(Z, Y):
+                break
+            tau_new = max(tau_new * shrink, t_min)
+        done = _converged(Z, S, tol)
+        S_prev, R_prev, G_prev = S, R, G
+        S, R = Z, RZ
+        G = adj(2.0 * R)
+        tau, tk = tau_new, t_next
+        if history:
+            hist.append(float(((R**2).sum(dim=(1, 2)) + lam * S.abs().sum(dim=(1, 2, 3))).mean()))
+        if done:
+            break
+    return S, hist, R, tau
 
 
 def csc_fista(
@@ -276,6 +341,7 @@ def csc_fista(
     monotone=False,
     history=False,
     backend="conv",
+    adaptive_step=False,
     device=None,
 ):
     r"""FISTA on the code maps for :math:`E_{\mathrm{csc}}`, all images of the batch at once.
@@ -291,6 +357,10 @@ def csc_fista(
     ``backend="conv"`` computes :math:`A_W` and :math:`A_W^\top` with ``conv_transpose2d`` /
     ``conv2d``; ``backend="fft"`` computes the very same operator with FFTs (faster for
     large filters or many of them; the result agrees to rounding).
+    ``adaptive_step=True`` starts at the step ``step`` (default :math:`1/L`) and lets it grow
+    by 1.1 per iteration as long as a backtracking test passes (halving it when it fails,
+    never below :math:`1/L`, which always passes): the same cost per iteration, often
+    far fewer iterations.  Not combined with ``monotone``.
     ``device=None`` computes where X lives (pass ``"auto"`` for the GPU when present).
     """
     boundary = _check_boundary(boundary)
@@ -303,26 +373,32 @@ def csc_fista(
     tol = check_scalar(tol, "tol")
     if backend not in ("conv", "fft"):
         raise ValueError(f"backend must be 'conv' or 'fft'; got {backend!r}")
+    if adaptive_step and monotone:
+        raise ValueError("adaptive_step=True cannot be combined with monotone=True")
+    if step is not None:
+        step = check_scalar(step, "step", low=0.0, low_inclusive=False)
     cs = code_shape(X.shape, W.shape, boundary)
-    if backend == "fft":
-        op = _FFTOperator(W, X.shape[-2:], cs)
-        synth, adj = op.synth, op.adj
-    else:
-        def synth(V):
-            return _synth(W, V, boundary)
-
-        def adj(R):
-            return _adj(W, R, boundary)
-
-    if step is None:
-        L = csc_lipschitz(W, X.shape[-2:], boundary)
-        t = 1.0 / L if L > 0 else 1.0
-    else:
-        t = check_scalar(step, "step", low=0.0, low_inclusive=False)
     if S0 is None:
         S = torch.zeros(X.shape[0], W.shape[0], *cs, dtype=dtype, device=X.device)
     else:
         S = _check_codes(S0, W, X, boundary).to(dtype).clone()
+    S, hist, _, _ = _csc_fista(X, W, lam, n_iter, boundary, step, S, tol, monotone, history, backend, adaptive_step)
+    return (S, hist) if history else S
+
+
+def _csc_fista(X, W, lam, n_iter, boundary, step, S, tol, monotone, history, backend, adaptive_step, objective=False):
+    """csc_fista without the checks.  Returns (S, history, per-image objective or None, last step)."""
+    cs = tuple(S.shape[-2:])
+    synth, adj = _operators(W, X, boundary, backend, cs)
+    t_safe = None
+    if step is None or adaptive_step:
+        L = csc_lipschitz(W, X.shape[-2:], boundary)
+        t_safe = 1.0 / L if L > 0 else 1.0
+    t = t_safe if step is None else step
+    if adaptive_step:
+        S, hist, R, tau = _fista_adaptive(X, synth, adj, lam, t, t_safe, S, n_iter, tol, history)
+        obj = (R**2).sum(dim=(1, 2)) + lam * S.abs().sum(dim=(1, 2, 3)) if objective else None
+        return S, hist, obj, tau
 
     def per_image(V):
         return ((X - synth(V)) ** 2).sum(dim=(1, 2)) + lam * V.abs().sum(dim=(1, 2, 3))
@@ -332,7 +408,7 @@ def csc_fista(
     hist = []
     f_S = per_image(S) if monotone else None
     for _ in range(n_iter):
-        Z = soft_threshold(Y - (2.0 * t) * adj(synth(Y) - X), lam * t)
+        Z = F.softshrink(torch.add(Y, adj(synth(Y) - X), alpha=-2.0 * t), lam * t)  # = soft_threshold, fused
         t_next = 0.5 * (1.0 + math.sqrt(1.0 + 4.0 * tk * tk))
         if monotone:
             f_Z = per_image(Z)
@@ -342,14 +418,14 @@ def csc_fista(
             Y = S_new + (tk / t_next) * (Z - S_new) + ((tk - 1.0) / t_next) * (S_new - S)
         else:
             S_new = Z
-            Y = S_new + ((tk - 1.0) / t_next) * (S_new - S)
+            Y = torch.lerp(S_new, S, (1.0 - tk) / t_next)  # S_new + (tk - 1) / t_next * (S_new - S)
         done = _converged(S_new, S, tol)
         S, tk = S_new, t_next
         if history:
             hist.append(float(f_S.mean()) if monotone else float(per_image(S).mean()))
         if done:
             break
-    return (S, hist) if history else S
+    return S, hist, (per_image(S) if objective else None), t
 
 
 # ------------------------------------------------------------------ filter update
@@ -357,32 +433,72 @@ def _project_unit_ball(W):
     return W / torch.linalg.vector_norm(W, dim=(1, 2), keepdim=True).clamp_min(1.0)
 
 
+def _parseval_weights(H, Wd, like):
+    """Weights on the flattened rfft2 grid such that sum(w |r^|^2) = ||r||^2 (the half-spectrum counts twice)."""
+    w = torch.full((Wd // 2 + 1,), 2.0, dtype=like.real.dtype, device=like.device)
+    w[0] = 1.0
+    if Wd % 2 == 0:
+        w[-1] = 1.0
+    return (w / (H * Wd)).repeat(H)
+
+
 def _filter_fista(W, X, S, boundary, n_iter):
+    """Projected FISTA on the filters for fixed codes, in the Fourier domain (see :func:`_filter_step`)."""
+    return _filter_step(W, X, S, n_iter)[0]
+
+
+def _filter_step(W, X, S, n_iter):
     """Projected FISTA on the filters for fixed codes, in the Fourier domain.
 
     Reconstruction term (1/N) sum_i ||x_i - sum_j W_j * s_ij||^2 on the DFT grid of the
     image (valid codes are zero-padded: linear = circular convolution there).
-    Per frequency: gradient of (1/N)||x^ - s^^T w^||^2 -> G(omega) w^ - b(omega).
+    Per frequency: gradient of (1/N)||x^ - s^^T w^||^2 -> G(omega) w^ - b(omega), with
+    G(omega) = sum_i conj(s_i^) s_i^^T (h x h, rank <= N).  With few images (2N <= h) the
+    gradient is computed from the codes directly and the step from the N x N matrices
+    s_i^^T conj(s_l^), which have the same non-zero eigenvalues: far less work.
+    Returns the filters and the reconstruction error of every image with them, (N,).
     """
     N, h = S.shape[:2]
     H, Wd = X.shape[-2:]
     kh, kw = W.shape[-2:]
     Sf = torch.fft.rfft2(S, s=(H, Wd)).reshape(N, h, -1)  # (N, h, F)
     Xf = torch.fft.rfft2(X).reshape(N, -1)  # (N, F)
-    # G[f] = sum_i conj(s_i(f)) s_i(f)^T  (h x h Hermitian), b[f] = sum_i conj(s_i(f)) x_i(f)
-    G = torch.einsum("njf,nkf->fjk", Sf.conj(), Sf)
-    b = torch.einsum("njf,nf->fj", Sf.conj(), Xf)
+    Sfc = Sf.conj()
+    wgt = _parseval_weights(H, Wd, Xf)
+
+    def errors(V):  # ||x_i - sum_j V_j * s_ij||^2 per image, by Parseval
+        Vf = torch.fft.rfft2(V, s=(H, Wd)).reshape(h, -1)
+        U = (Sf * Vf).sum(dim=1) - Xf
+        return ((U.real**2 + U.imag**2) * wgt).sum(dim=1)
+
+    low_rank = 2 * N <= h
+    if low_rank:
+        if N == 1:
+            lam_max = float((Sf.real**2 + Sf.imag**2).sum(dim=1).amax())
+        else:
+            K = (Sf[:, None] * Sfc[None]).sum(dim=2).permute(2, 0, 1)  # (F, N, N) Hermitian
+            lam_max = float(torch.linalg.eigvalsh(K).amax())
+    else:
+        # G[f] = sum_i conj(s_i(f)) s_i(f)^T  (h x h Hermitian), b[f] = sum_i conj(s_i(f)) x_i(f)
+        G = torch.einsum("njf,nkf->fjk", Sfc, Sf)
+        b = torch.einsum("njf,nf->fj", Sfc, Xf)
+        lam_max = float(torch.linalg.eigvalsh(G).amax())
     # Lipschitz constant of the gradient (2/N) A_S^T (A_S w - x): (2/N) max_f lambda_max(G[f])
-    L = 2.0 / N * float(torch.linalg.eigvalsh(G).amax())
+    L = 2.0 / N * lam_max
     if L <= 0:
-        return W
+        return W, errors(W)
     t = 1.0 / L
 
     def grad(V):
         # (2/N) sum_i A_{s_i}^T (A_{s_i} V - x_i): correlation = irfft2(conj(s^) r^), cropped to k x k
-        Vf = torch.fft.rfft2(V, s=(H, Wd)).reshape(h, -1).T  # (F, h)
-        Rf = torch.einsum("fjk,fk->fj", G, Vf) - b  # (F, h)
-        return (2.0 / N) * torch.fft.irfft2(Rf.T.reshape(h, H, -1), s=(H, Wd))[:, :kh, :kw]
+        if low_rank:  # from the codes directly: O(N h) per frequency instead of O(h^2)
+            Vf = torch.fft.rfft2(V, s=(H, Wd)).reshape(h, -1)  # (h, F)
+            U = (Sf * Vf).sum(dim=1) - Xf  # (N, F)
+            Rf = (Sfc * U[:, None]).sum(dim=0)  # (h, F)
+        else:
+            Vf = torch.fft.rfft2(V, s=(H, Wd)).reshape(h, -1).T  # (F, h)
+            Rf = (torch.einsum("fjk,fk->fj", G, Vf) - b).T  # (h, F)
+        return (2.0 / N) * torch.fft.irfft2(Rf.reshape(h, H, -1), s=(H, Wd))[:, :kh, :kw]
 
     Wk, Y, tk = W, W.clone(), 1.0
     for _ in range(n_iter):
@@ -390,7 +506,7 @@ def _filter_fista(W, X, S, boundary, n_iter):
         t_next = 0.5 * (1.0 + math.sqrt(1.0 + 4.0 * tk * tk))
         Y = Z + ((tk - 1.0) / t_next) * (Z - Wk)
         Wk, tk = Z, t_next
-    return Wk
+    return Wk, errors(Wk)
 
 
 def init_filters(X, n_filters, kernel_size, *, seed=0, device=None) -> torch.Tensor:
@@ -440,6 +556,7 @@ def learn_conv_filters(
     filter_iter=10,
     boundary="valid",
     backend="conv",
+    adaptive_step=False,
     W0=None,
     seed=0,
     device=None,
@@ -452,7 +569,7 @@ def learn_conv_filters(
     converged), then ``filter_iter`` projected FISTA steps on the filters
     (:math:`\|W_j\| \le 1`) with the codes fixed, kept only if they lower
     :math:`E_{\mathrm{csc}}`.  So the recorded objective never increases.
-    ``backend`` is passed to :func:`csc_fista`.
+    ``backend`` and ``adaptive_step`` are passed to :func:`csc_fista`.
     """
     boundary = _check_boundary(boundary)
     X = _check_images(X, device=get_device(device) if device is not None else None)
@@ -469,6 +586,8 @@ def learn_conv_filters(
         if W.shape != (h, k, k):
             raise ValueError(f"W0 must have shape (h, k, k) = {(h, k, k)}; got {tuple(W.shape)}")
         W = _project_unit_ball(W.clone())
+    if backend not in ("conv", "fft"):
+        raise ValueError(f"backend must be 'conv' or 'fft'; got {backend!r}")
     cs = code_shape(X.shape, W.shape, boundary)
     S = torch.zeros(X.shape[0], W.shape[0], *cs, dtype=X.dtype, device=X.device)
     res = ConvLearningResult(W=W, S=S)
@@ -476,16 +595,20 @@ def learn_conv_filters(
     res.objective.append(obj)
     res.seconds.append(0.0)
     elapsed = 0.0
+    step = None  # adaptive step: the next code step starts where the last one ended (backtracking corrects it)
     bar = progress(range(n_iter), show=show_progress, desc="convolutional dictionary learning", leave=False)
     for _ in bar:
         _sync(X.device)
         t0 = time.perf_counter()
-        S_new = csc_fista(X, W, lam, n_iter=encoder_iter, boundary=boundary, S0=S, backend=backend)
-        obj_new = float(_per_image(X, W, S_new, lam, boundary).mean())
+        S_new, _, per_image, tau = _csc_fista(X, W, lam, encoder_iter, boundary, step, S, 0.0, False, False, backend,
+                                              adaptive_step, objective=True)
+        if adaptive_step:
+            step = tau
+        obj_new = float(per_image.mean())
         if obj_new <= obj:
             S, obj = S_new, obj_new
-        W_new = _filter_fista(W, X, S, boundary, filter_iter)
-        obj_new = float(_per_image(X, W_new, S, lam, boundary).mean())
+        W_new, errors = _filter_step(W, X, S, filter_iter)
+        obj_new = float((errors + lam * S.abs().sum(dim=(1, 2, 3))).mean())
         if obj_new <= obj:
             W, obj = W_new, obj_new
         _sync(X.device)

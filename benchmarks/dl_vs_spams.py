@@ -1,0 +1,213 @@
+"""Patch dictionary learning and sparse coding against SPAMS and scikit-learn: time to the same objective.
+
+Run: ``.venv/bin/python benchmarks/dl_vs_spams.py`` (or ``make bench``; SPAMS is the ``bench``
+extra, ``spams-bin``).  Not a test: the numbers depend on the machine; all of them are measured
+in one run, with the same number of threads for every library (``--threads``, default 1:
+torch's intra-op threads, the BLAS pools via threadpoolctl, SPAMS' ``numThreads``,
+scikit-learn's ``n_jobs``).
+
+One objective for everybody: the lecture's
+
+    E_1(W, S) = 1/N sum_i ( ||x_i - W s_i||^2 + lam ||s_i||_1 )      (``sparse.l1_objective``)
+
+with unit-norm atoms ||w_j|| <= 1.  The libraries write the same problem with a factor 1/2:
+
+* SPAMS ``trainDL`` / ``lasso`` (mode=2): 1/2 ||x - D a||^2 + lambda1 ||a||_1, ||d_j|| <= 1
+  (modeD=0): ``lambda1 = lam / 2`` (and SPAMS' default ridge lambda2 = 1e-9 on the codes,
+  negligible);
+* scikit-learn ``MiniBatchDictionaryLearning``: 1/2 ||x - s V||^2 + alpha ||s||_1,
+  ||V_k|| <= 1: ``alpha = lam / 2``;
+* ours: ``online_dictionary_learning(..., eta=0, unit_norm=True)`` (the lecture's online
+  algorithm with the unit-norm constraint instead of the eta penalty, which is another problem).
+
+1. Dictionary learning.  10,000 random 8x8 patches of scikit-image's camera (mean removed,
+   ``data.image_patches``), h = 100 atoms, lam = 0.1, the same initial dictionary (random
+   patches) for all, mini-batches of 256.  A learned dictionary is judged by
+   min_S E_1(W, S) on all the patches, the codes computed exactly by SPAMS' LARS
+   (``spams.lasso``, float64) for every dictionary alike.  Each library is run for a grid of
+   budgets (mini-batch steps; scikit-learn, far slower, in one run of ``partial_fit`` timed
+   step by step and evaluated at checkpoints); for each objective that SPAMS reaches we
+   report the shortest run of the others that reaches it.
+2. Codes for a fixed dictionary (the one SPAMS learned): ``spams.lasso`` (LARS, exact) against
+   our ``sparse.fista`` run just long enough to come within a relative tolerance of the exact
+   optimum.
+"""
+from __future__ import annotations
+
+import argparse
+import time
+import warnings
+
+import numpy as np
+import torch
+
+import spams  # bench extra (pyproject: spams-bin)
+from sklearn.decomposition import MiniBatchDictionaryLearning
+from threadpoolctl import threadpool_limits
+
+from _common import best_time as _best_time, table as _table  # benchmarks/_common.py
+from lecture_ae import sparse as sp
+from lecture_ae.data import image_patches
+
+
+class Problem:
+    def __init__(self, args):
+        self.args = args
+        self.X = image_patches("camera", n=args.n, seed=0, dtype=torch.float32)  # (N, 64)
+        self.X64 = self.X.double()
+        self.Xf = np.asfortranarray(self.X.numpy().T)  # SPAMS: one sample per column
+        self.Xf64 = np.asfortranarray(self.X64.numpy().T)
+        self.W0 = sp.init_dictionary(self.X, args.h, seed=0)  # (64, h), unit-norm columns
+        self.lam = args.lam
+
+    def exact_codes(self, W, dtype=np.float64):
+        Xf = self.Xf64 if dtype == np.float64 else self.Xf
+        A = spams.lasso(Xf, D=np.asfortranarray(np.asarray(W, dtype=dtype)), lambda1=self.lam / 2, mode=2,
+                        numThreads=self.args.threads)
+        return torch.from_numpy(A.toarray().T)
+
+    def criterion(self, W):
+        """min_S E_1(W, S) over all patches (codes by LARS, float64), after projecting atoms onto the unit ball."""
+        W = torch.as_tensor(np.asarray(W), dtype=torch.float64)
+        W = W / torch.linalg.vector_norm(W, dim=0).clamp_min(1.0)
+        return float(sp.l1_objective(self.X64, W, self.exact_codes(W.numpy()), self.lam))
+
+
+# --------------------------------------------------------------------------- dictionary learning
+def bench_dictionary(P):
+    args, lam, bs = P.args, P.lam, 256
+    runs = {"SPAMS trainDL": [], f"ours: online, unit-norm atoms ({args.encoder_iter} FISTA steps per batch)": []}
+    D0 = np.asfortranarray(P.W0.numpy())
+    spams_name, ours_name = list(runs)
+
+    def spams_run(it):
+        return spams.trainDL(P.Xf, D=D0, lambda1=lam / 2, mode=2, iter=it, batchsize=bs, numThreads=args.threads,
+                             verbose=False)
+
+    def ours_run(steps):
+        res = sp.online_dictionary_learning(P.X, args.h, lam, 0.0, n_steps=steps, batch_size=bs,
+                                            encoder_iter=args.encoder_iter, unit_norm=True, W0=P.W0,
+                                            eval_every=steps, eval_encoder_iter=1, seed=0, show_progress=False)
+        return res.seconds[-1], res.W.numpy()
+
+    spams_run(2), ours_run(2)  # warm-up
+    for it in args.spams_steps:
+        t, D = _best_time(lambda: spams_run(it), args.repeat)
+        runs[spams_name].append((it, t, P.criterion(D)))
+    for steps in args.ours_steps:
+        best_t, W = float("inf"), None
+        for _ in range(args.repeat):
+            t, W = ours_run(steps)  # seconds of the algorithm's own work (its evaluation excluded)
+            best_t = min(best_t, t)
+        runs[ours_name].append((steps, best_t, P.criterion(W)))
+    skl_name = f"scikit-learn MiniBatchDictionaryLearning (fit_algorithm='{args.sklearn_algorithm}')"
+    runs[skl_name] = []
+    # one run of partial_fit on shuffled mini-batches (what fit does), timed step by step, evaluated at checkpoints
+    m = MiniBatchDictionaryLearning(n_components=args.h, alpha=lam / 2, batch_size=bs, dict_init=P.W0.numpy().T,
+                                    fit_algorithm=args.sklearn_algorithm, random_state=0, n_jobs=args.threads)
+    Xn = P.X.numpy()
+    perm = np.random.default_rng(0).permutation(len(Xn))
+    elapsed = 0.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for step in range(1, max(args.sklearn_steps) + 1):
+            lo = ((step - 1) * bs) % (len(Xn) - bs + 1)
+            batch = Xn[perm[lo : lo + bs]]
+            t0 = time.perf_counter()
+            m.partial_fit(batch)
+            elapsed += time.perf_counter() - t0
+            if step in args.sklearn_steps:
+                runs[skl_name].append((step, elapsed, P.criterion(m.components_.T)))
+
+    print(f"\n## Patch dictionary learning: N = {args.n} patches 8x8 of camera, h = {args.h}, lam = {lam} "
+          f"(SPAMS lambda1 = scikit-learn alpha = {lam / 2}), batches of {bs}, float32, "
+          f"{args.threads} thread(s) for every library")
+    print("criterion: min_S E_1(W, S) on all patches (exact LARS codes); seconds: best of "
+          f"{args.repeat} runs (scikit-learn: one run, timed step by step)")
+    for name, pts in runs.items():
+        print(f"  {name}: " + ", ".join(f"{k} steps {t:.2f} s -> {c:.5f}" for k, t, c in pts))
+    print("time to reach the objective SPAMS reaches after n steps (the shortest run that reaches it); "
+          "speed-up = their time / our time (> 1: ours is faster)")
+    rows = []
+    for k, t_ref, target in runs[spams_name]:
+        row = {"target: SPAMS after": f"{k} steps", "objective": f"{target:.5f}"}
+        times = {}
+        for name, short in ((spams_name, "SPAMS"), (ours_name, "ours"), (skl_name, "scikit-learn")):
+            hit = next(((kk, t) for kk, t, c in runs[name] if c <= target), None)
+            times[short] = None if hit is None else hit[1]
+            row[f"{short} [s]"] = "not reached" if hit is None else f"{hit[1]:.2f} ({hit[0]} steps)"
+        for short in ("SPAMS", "scikit-learn"):
+            ok = times[short] is not None and times["ours"] is not None
+            row[f"speed-up vs {short}"] = f"{times[short] / times['ours']:.2f}x" if ok else "-"
+        rows.append(row)
+    _table(rows, list(rows[0]))
+    return spams_run(args.spams_steps[-1])
+
+
+# ---------------------------------------------------------------------------------------- codes
+def bench_coding(P, D):
+    args, lam = P.args, P.lam
+    W = torch.from_numpy(np.asarray(D, dtype=np.float32))
+    W64 = W.double()
+    rows = []
+    Df = np.asfortranarray(D, dtype=np.float32)
+    spams.lasso(P.Xf, D=Df, lambda1=lam / 2, mode=2, numThreads=args.threads)  # warm-up
+    t_spams, A = _best_time(lambda: spams.lasso(P.Xf, D=Df, lambda1=lam / 2, mode=2, numThreads=args.threads),
+                            args.repeat)
+    obj_spams = float(sp.l1_objective(P.X64, W64, torch.from_numpy(A.toarray().T).double(), lam))
+    _, hist = sp.fista(P.X, W, lam, n_iter=args.fista_iters, history=True)
+    best = min(min(hist), obj_spams)
+    rows.append({"solver": "SPAMS lasso (LARS, float32)", "tolerance": "exact", "iterations": "-",
+                 "objective": f"{obj_spams:.7f}", "seconds": f"{t_spams:.3f}", "SPAMS time / this time": "1.00x"})
+    for rel in args.rel:
+        k = next((i + 1 for i, v in enumerate(hist) if v <= best * (1 + rel)), None)
+        if k is None:
+            rows.append({"solver": "ours: FISTA (float32)", "tolerance": f"{rel:g}", "iterations": f"> {len(hist)}",
+                         "objective": "not reached", "seconds": "-", "SPAMS time / this time": "-"})
+            continue
+        t, S = _best_time(lambda: sp.fista(P.X, W, lam, n_iter=k), args.repeat)
+        obj = float(sp.l1_objective(P.X64, W64, S.double(), lam))
+        rows.append({"solver": "ours: FISTA (float32)", "tolerance": f"{rel:g}", "iterations": k,
+                     "objective": f"{obj:.7f}", "seconds": f"{t:.3f}", "SPAMS time / this time": f"{t_spams / t:.2f}x"})
+    print(f"\n## Codes for a fixed dictionary (SPAMS' learned one): N = {args.n} patches, h = {args.h}, lam = {lam} "
+          f"(SPAMS lambda1 = {lam / 2}), {args.threads} thread(s); tolerance relative to the best objective "
+          f"{best:.7f}")
+    _table(rows, list(rows[0]))
+    return rows
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--threads", type=int, default=1, help="threads for every library (default 1)")
+    ap.add_argument("--n", type=int, default=10000)
+    ap.add_argument("--h", type=int, default=100)
+    ap.add_argument("--lam", type=float, default=0.1)
+    ap.add_argument("--repeat", type=int, default=2, help="timed runs per measurement (the minimum is reported)")
+    ap.add_argument("--encoder-iter", type=int, default=30, help="our FISTA steps per mini-batch")
+    ap.add_argument("--spams-steps", type=int, nargs="+", default=[10, 20, 40, 80, 160])
+    ap.add_argument("--ours-steps", type=int, nargs="+", default=[10, 20, 40, 80, 160, 320])
+    ap.add_argument("--sklearn-steps", type=int, nargs="+", default=[10, 20, 40],
+                    help="checkpoints of scikit-learn's single run (mini-batch steps)")
+    ap.add_argument("--sklearn-algorithm", default="cd", help="'cd' (the faster one here) or 'lars'")
+    ap.add_argument("--fista-iters", type=int, default=400)
+    ap.add_argument("--rel", type=float, nargs="+", default=[1e-2, 1e-3, 1e-4])
+    args = ap.parse_args(argv)
+    torch_threads = torch.get_num_threads()
+    torch.set_num_threads(args.threads)
+    try:
+        with threadpool_limits(args.threads):
+            print(f"torch {torch.__version__}, numpy {np.__version__}; threads: torch {torch.get_num_threads()}, "
+                  f"SPAMS numThreads {args.threads}, scikit-learn n_jobs {args.threads}, BLAS {args.threads}")
+            P = Problem(args)
+            t0 = time.perf_counter()
+            D = bench_dictionary(P)
+            print(f"(dictionary learning benchmark: {time.perf_counter() - t0:.0f} s)")
+            t0 = time.perf_counter()
+            bench_coding(P, D)
+            print(f"(coding benchmark: {time.perf_counter() - t0:.0f} s)")
+    finally:
+        torch.set_num_threads(torch_threads)  # run_all.py runs the next benchmark in this process
+
+
+if __name__ == "__main__":
+    main()
