@@ -38,9 +38,11 @@ book: $(VENV)/.book
 ## make test: install everything the tests need and run the whole suite
 # One worker per core (TEST_JOBS=1 for a single process); a file's tests stay on one
 # worker, so a notebook's cells run in order in one kernel.
+# One BLAS/OpenMP thread per worker and kernel: with a worker per core, more threads only
+# fight over the cores (a test or chapter then runs 10x slower).
 TEST_JOBS ?= auto
 test: $(VENV)/.all
-	$(BOOK_ENV) $(BIN)/python -m pytest -n $(TEST_JOBS) --dist loadfile
+	$(BOOK_ENV) OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/python -m pytest -n $(TEST_JOBS) --dist loadfile
 
 clean-book:
 	rm -rf _build
