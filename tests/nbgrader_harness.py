@@ -89,6 +89,23 @@ def assert_validate(run: CourseRun) -> None:
         assert rc == 0 and "Success! The notebook does not pass any tests." in out, out[-3000:]
 
 
+def wrong_students(make_student, wrong: dict) -> dict:
+    """Students ``wrong_1``, ``wrong_2``, ...: student ``wrong_k`` makes mistake k (``wrong[function][k - 1][0]``,
+    the code of its solution cell) in every function at once; ``make_student(**cells)`` builds the notebook."""
+    n = min(len(v) for v in wrong.values())
+    return {f"wrong_{k + 1}": make_student(**{fn: wrong[fn][k][0] for fn in wrong}) for k in range(n)}
+
+
+def assert_release_hides(run: CourseRun, *secrets: str) -> None:
+    """The release is the notebook alone (no code file of the source folder) and shows no solution,
+    hidden test, hidden edge case or any of ``secrets``."""
+    release = run.root / "exercises" / run.assignment
+    assert sorted(p.name for p in release.iterdir()) == [f"{run.assignment}.ipynb"]
+    text = (release / f"{run.assignment}.ipynb").read_text()
+    for secret in ("BEGIN SOLUTION", "BEGIN HIDDEN TESTS", "edge_cases=True") + secrets:
+        assert secret not in text, f"the release shows {secret!r}"
+
+
 def assert_solution_full_marks(run: CourseRun, points: dict, manual: dict, *, figure: bool = True,
                                student: str = "solution") -> str:
     """The solution scores ``points`` (grade id -> points) on every autograded cell, the hidden

@@ -14,10 +14,12 @@ from nbgrader_harness import (
     assert_grades_csv,
     assert_loses_points,
     assert_reference_callers_score_zero,
+    assert_release_hides,
     assert_release_matches,
     assert_release_scores_zero,
     assert_solution_full_marks,
     assert_validate,
+    wrong_students,
 )
 
 A = "ps3_unet"
@@ -81,8 +83,7 @@ CHEATER = _student(
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     submissions = {"solution": SOLUTION, "release": None, "broken": BROKEN, "cheater": CHEATER}
-    for k in range(3):
-        submissions[f"wrong_{k + 1}"] = _student(**{fn: WRONG[fn][k][0] for fn in WRONG})
+    submissions.update(wrong_students(_student, WRONG))
     return grade_submissions(A, submissions, root=tmp_path_factory.mktemp("course"), timeout=EXECUTE_TIMEOUT,
                              check_time_limit=CHECK_LIMIT)
 
@@ -92,12 +93,7 @@ def test_exercises_are_what_generate_assignment_makes(run):
 
 
 def test_release_hides_solutions_and_hidden_tests(run):
-    release = run.root / "exercises" / A
-    assert sorted(p.name for p in release.iterdir()) == [f"{A}.ipynb"]
-    text = (release / f"{A}.ipynb").read_text()
-    for secret in ("BEGIN SOLUTION", "BEGIN HIDDEN TESTS", "edge_cases=True", "torch.cat([skip[:, :, top",
-                   "(p & t).sum() / union", "the decoder has to"):
-        assert secret not in text
+    assert_release_hides(run, "torch.cat([skip[:, :, top", "(p & t).sum() / union", "the decoder has to")
 
 
 def test_solution_scores_full_marks(run):

@@ -14,10 +14,12 @@ from nbgrader_harness import (
     assert_grades_csv,
     assert_loses_points,
     assert_reference_callers_score_zero,
+    assert_release_hides,
     assert_release_matches,
     assert_release_scores_zero,
     assert_solution_full_marks,
     assert_validate,
+    wrong_students,
 )
 
 A = "ps4_anomaly"
@@ -96,14 +98,9 @@ CHEATER = _student(
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     submissions = {"solution": SOLUTION, "release": None, "other_ways": OTHER_WAYS, "cheater": CHEATER}
-    for k in range(3):
-        submissions[f"wrong_{k + 1}"] = _student(**{fn: WRONG[fn][k][0] for fn in WRONG})
-    with pytest.MonkeyPatch.context() as mp:
-        # One BLAS/OpenMP thread per kernel (nbgrader's, and `nbgrader validate`'s in the tests below): on a
-        # busy machine two spinning threads make the PCA of the data cell 10-20 times slower.
-        mp.setenv("OMP_NUM_THREADS", "1")
-        yield grade_submissions(A, submissions, root=tmp_path_factory.mktemp("course"), timeout=EXECUTE_TIMEOUT,
-                                check_time_limit=CHECK_LIMIT)
+    submissions.update(wrong_students(_student, WRONG))
+    return grade_submissions(A, submissions, root=tmp_path_factory.mktemp("course"), timeout=EXECUTE_TIMEOUT,
+                             check_time_limit=CHECK_LIMIT)
 
 
 def test_exercises_are_what_generate_assignment_makes(run):
@@ -111,12 +108,7 @@ def test_exercises_are_what_generate_assignment_makes(run):
 
 
 def test_release_hides_solutions_and_hidden_tests(run):
-    release = run.root / "exercises" / A
-    assert sorted(p.name for p in release.iterdir()) == [f"{A}.ipynb"]
-    text = (release / f"{A}.ipynb").read_text()
-    for secret in ("BEGIN SOLUTION", "BEGIN HIDDEN TESTS", "edge_cases=True", "topk(k, dim=1)",
-                   "math.floor(max_fpr * n)", "scores_test > t", "Cuts and holes are found"):
-        assert secret not in text
+    assert_release_hides(run, "topk(k, dim=1)", "math.floor(max_fpr * n)", "scores_test > t", "Cuts and holes are found")
 
 
 def test_solution_scores_full_marks(run):

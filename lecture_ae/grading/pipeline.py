@@ -73,6 +73,8 @@ def _env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
     env.pop("MPLBACKEND", None)  # the kernel's inline backend keeps figures in the autograded notebook
     env.setdefault("LECTURE_AE_PROGRESS", "0")
+    # one BLAS/OpenMP thread per kernel: on a busy machine spinning threads make small numerics 10-20x slower
+    env.setdefault("OMP_NUM_THREADS", "1")
     env.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")
     env.update(extra or {})
     return env
