@@ -187,9 +187,14 @@ def conv_adjoint(W, R, boundary="valid") -> torch.Tensor:
 
 
 # ---------------------------------------------------------------------- objective
+def _objective_terms(errors, S, lam):
+    """Per-image E_csc from the per-image reconstruction errors ||x_i - sum_j W_j * s_ij||^2, (N,)."""
+    return errors + lam * S.abs().sum(dim=(1, 2, 3))
+
+
 def _per_image(X, W, S, lam, boundary):
     R = X - _synth(W, S, boundary)
-    return (R**2).sum(dim=(1, 2)) + lam * S.abs().sum(dim=(1, 2, 3))
+    return _objective_terms((R**2).sum(dim=(1, 2)), S, lam)
 
 
 def csc_objective(X, W, S, lam, boundary="valid") -> torch.Tensor:
@@ -322,7 +327,7 @@ def _fista_adaptive(X, synth, adj, lam, t0, t_min, S, n_iter, tol, history, grow
         G = adj(2.0 * R)
         tau, tk = tau_new, t_next
         if history:
-            hist.append(float(((R**2).sum(dim=(1, 2)) + lam * S.abs().sum(dim=(1, 2, 3))).mean()))
+            hist.append(float(_objective_terms((R**2).sum(dim=(1, 2)), S, lam).mean()))
         if done:
             break
     return S, hist, R, tau
@@ -397,11 +402,11 @@ def _csc_fista(X, W, lam, n_iter, boundary, step, S, tol, monotone, history, bac
     t = t_safe if step is None else step
     if adaptive_step:
         S, hist, R, tau = _fista_adaptive(X, synth, adj, lam, t, t_safe, S, n_iter, tol, history)
-        obj = (R**2).sum(dim=(1, 2)) + lam * S.abs().sum(dim=(1, 2, 3)) if objective else None
+        obj = _objective_terms((R**2).sum(dim=(1, 2)), S, lam) if objective else None
         return S, hist, obj, tau
 
     def per_image(V):
-        return ((X - synth(V)) ** 2).sum(dim=(1, 2)) + lam * V.abs().sum(dim=(1, 2, 3))
+        return _objective_terms(((X - synth(V)) ** 2).sum(dim=(1, 2)), V, lam)
 
     Y = S.clone()
     tk = 1.0
@@ -440,11 +445,6 @@ def _parseval_weights(H, Wd, like):
     if Wd % 2 == 0:
         w[-1] = 1.0
     return (w / (H * Wd)).repeat(H)
-
-
-def _filter_fista(W, X, S, boundary, n_iter):
-    """Projected FISTA on the filters for fixed codes, in the Fourier domain (see :func:`_filter_step`)."""
-    return _filter_step(W, X, S, n_iter)[0]
 
 
 def _filter_step(W, X, S, n_iter):
@@ -608,7 +608,7 @@ def learn_conv_filters(
         if obj_new <= obj:
             S, obj = S_new, obj_new
         W_new, errors = _filter_step(W, X, S, filter_iter)
-        obj_new = float((errors + lam * S.abs().sum(dim=(1, 2, 3))).mean())
+        obj_new = float(_objective_terms(errors, S, lam).mean())
         if obj_new <= obj:
             W, obj = W_new, obj_new
         _sync(X.device)
