@@ -234,7 +234,14 @@ def soft_threshold(x, lam) -> torch.Tensor:
         lam = lam.to(x.device, x.dtype)
     else:
         lam = check_scalar(lam, "lam")
-    return torch.sign(x) * torch.clamp(x.abs() - lam, min=0)
+    return _soft(x, lam)
+
+
+def _soft(x, lam):
+    """sign(x) max(|x| - lam, 0), computed as x - clip(x, -lam, lam) (two passes over x, no checks)."""
+    if isinstance(lam, torch.Tensor):
+        return x - torch.clamp(x, min=-lam, max=lam)
+    return x - torch.clamp(x, -lam, lam)
 
 
 def hard_threshold(x, threshold) -> torch.Tensor:
@@ -312,7 +319,7 @@ def ista(X, W, lam, n_iter=100, step=None, *, S0=None, tol=0.0, history=False, d
     tol = check_scalar(tol, "tol")
     hist = []
     for _ in range(n_iter):
-        S_new = soft_threshold(S - t * 2.0 * (S @ G - B), lam * t)
+        S_new = _soft(S - t * 2.0 * (S @ G - B), lam * t)
         done = _converged(S_new, S, tol)
         S = S_new
         if history:
@@ -333,12 +340,19 @@ def fista(X, W, lam, n_iter=100, step=None, *, S0=None, tol=0.0, history=False, 
     """
     X, W, lam, n_iter, t, G, B, S = _setup(X, W, lam, n_iter, step, S0, device)
     tol = check_scalar(tol, "tol")
+    return _fista_iterations(X, W, G, B, S, lam, t, n_iter, tol=tol, history=history, monotone=monotone)
+
+
+def _fista_iterations(X, W, G, B, S, lam, t, n_iter, *, tol=0.0, history=False, monotone=False):
+    """The FISTA loop on checked inputs (G = W^T W, B = X W, step t); X and W only serve the objective."""
     Y = S.clone()
     tk = 1.0
     hist = []
     f_S = _l1_per_sample(X, W, S, lam) if monotone else None
     for _ in range(n_iter):
-        Z = soft_threshold(Y - t * 2.0 * (Y @ G - B), lam * t)
+        # gradient step V = Y - t 2 (Y G - B), then soft thresholding at t lam
+        V = torch.addmm(Y, Y, G, alpha=-2.0 * t).add_(B, alpha=2.0 * t)
+        Z = _soft(V, lam * t)
         t_next = 0.5 * (1.0 + math.sqrt(1.0 + 4.0 * tk * tk))
         if monotone:
             f_Z = _l1_per_sample(X, W, Z, lam)
@@ -348,7 +362,7 @@ def fista(X, W, lam, n_iter=100, step=None, *, S0=None, tol=0.0, history=False, 
             Y = S_new + (tk / t_next) * (Z - S_new) + ((tk - 1.0) / t_next) * (S_new - S)
         else:
             S_new = Z
-            Y = S_new + ((tk - 1.0) / t_next) * (S_new - S)
+            Y = torch.add(S_new, S_new - S, alpha=(tk - 1.0) / t_next)
         done = _converged(S_new, S, tol)
         S, tk = S_new, t_next
         if history:
