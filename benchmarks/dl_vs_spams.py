@@ -185,7 +185,7 @@ def main(argv=None):
     ap.add_argument("--repeat", type=int, default=2, help="timed runs per measurement (the minimum is reported)")
     ap.add_argument("--encoder-iter", type=int, default=30, help="our FISTA steps per mini-batch")
     ap.add_argument("--spams-steps", type=int, nargs="+", default=[10, 20, 40, 80, 160])
-    ap.add_argument("--ours-steps", type=int, nargs="+", default=[10, 20, 40, 80, 160, 320])
+    ap.add_argument("--ours-steps", type=int, nargs="+", default=[round(10 * 2 ** (k / 4)) for k in range(21)])
     ap.add_argument("--sklearn-steps", type=int, nargs="+", default=[10, 20, 40],
                     help="checkpoints of scikit-learn's single run (mini-batch steps)")
     ap.add_argument("--sklearn-algorithm", default="cd", help="'cd' (the faster one here) or 'lars'")

@@ -159,6 +159,68 @@ def test_online_dictionary_learning_reduces_the_objective():
     torch.testing.assert_close(again.W, res.W)  # seeded: repeatable
 
 
+def test_online_batches_sweep_every_sample_once_per_epoch():
+    from lecture_ae.sparse.dictionary import _shuffled_batches
+
+    N, b = 10, 4
+    batches = _shuffled_batches(N, b, torch.Generator().manual_seed(0), "cpu")
+    drawn = [next(batches) for _ in range(5)]  # 20 samples: two whole epochs
+    flat = torch.cat([idx for idx, _ in drawn]).tolist()
+    assert sorted(flat[:N]) == list(range(N)) and sorted(flat[N:]) == list(range(N))
+    assert flat[:N] != flat[N:]  # a new order every epoch
+    # a batch belongs to the epoch of its first sample: 0-3, 4-7 | 8-11 runs over | 12-15, 16-19
+    assert [epoch for _, epoch in drawn] == [0, 0, 0, 1, 1]
+
+
+def test_forgetting_factor_of_mairal_capped_at_two_epochs():
+    from lecture_ae.sparse.dictionary import _forgetting_factor
+
+    b, N = 8, 1000
+    assert _forgetting_factor(0, b, N) == 0.0  # nothing to remember before the first batch
+    assert _forgetting_factor(1, b, N) == pytest.approx(1 / 9)  # the first batch (initial W) is all but forgotten
+    assert _forgetting_factor(3, b, N) == pytest.approx((3 * b + 1 - b) / (3 * b + 1))
+    assert _forgetting_factor(20, b, N) == pytest.approx((b * b + 20 - b + 1 - b) / (b * b + 20 - b + 1))
+    assert _forgetting_factor(10**6, b, N) == pytest.approx((2 * N + 1 - b) / (2 * N + 1))  # memory <= 2 epochs
+    factors = [_forgetting_factor(t, b, N) for t in range(5000)]
+    assert factors == sorted(factors)  # forgets less and less
+
+
+def test_unit_norm_step_is_block_coordinate_descent_in_the_unit_ball():
+    from lecture_ae.sparse.dictionary import _unit_norm_step
+
+    gen = torch.Generator().manual_seed(0)
+    X = torch.randn(200, 6, generator=gen, dtype=torch.float64)
+    S = torch.randn(200, 5, generator=gen, dtype=torch.float64) * (torch.rand(200, 5, generator=gen) < 0.4)
+    S[:, 4] = 0  # an unused atom keeps its value
+    A, B = S.T @ S, X.T @ S
+    W = torch.randn(6, 5, generator=gen, dtype=torch.float64)
+    W /= torch.linalg.vector_norm(W, dim=0)
+    expected = W.clone()  # the update written out, atom after atom
+    for j in range(4):
+        u = expected[:, j] + (B[:, j] - expected @ A[:, j]) / A[j, j]
+        expected[:, j] = u / max(1.0, float(torch.linalg.vector_norm(u)))
+    new = _unit_norm_step(W, A, B)
+    torch.testing.assert_close(new, expected)
+    assert torch.equal(new[:, 4], W[:, 4]) and not torch.equal(W, new)  # the input is not modified
+    assert bool((torch.linalg.vector_norm(new, dim=0) <= 1 + 1e-12).all())
+
+    def surrogate(V):
+        return float(torch.trace(V @ A @ V.T) - 2 * torch.trace(V.T @ B))
+
+    assert surrogate(new) <= surrogate(W)
+    f32 = _unit_norm_step(W.float(), A.float(), B.float())  # the NumPy loop in float32 too
+    torch.testing.assert_close(f32, expected.float(), rtol=1e-4, atol=1e-5)
+
+
+def test_online_unit_norm_keeps_atoms_in_the_ball_and_lowers_the_objective():
+    # the unit-ball formulation: every atom stays in the ball and the objective falls steadily
+    X = image_patches("camera", n=2000, seed=0, dtype=torch.float64)
+    res = sp.online_dictionary_learning(X, 32, 0.1, 0.0, n_steps=120, batch_size=64, unit_norm=True,
+                                        eval_every=40, seed=0, show_progress=False)
+    assert bool((torch.linalg.vector_norm(res.W, dim=0) <= 1 + 1e-9).all())
+    assert all(b < a for a, b in zip(res.objective, res.objective[1:]))
+
+
 def test_toy_sweep_gets_sparser_with_lambda():
     X, W_true, S_true = toy_2d(300, seed=0)
     assert X.shape == (300, 2) and W_true.shape == (2, 3) and S_true.shape == (300, 3)

@@ -16,9 +16,11 @@ a ridge regression in W with the closed-form minimiser
 
 so neither half-step can increase :math:`E_{1,\eta}`.
 
-*Online* (Mairal et al. 2009): draw a random sample or mini-batch, infer its codes
+*Online* (Mairal et al. 2009, 2010): sweep the training set mini-batch by mini-batch in
+a new random order every epoch, infer the batch's codes
 with the current W, add them to the running statistics :math:`A = \sum s s^\top`,
-:math:`B = \sum x s^\top` (older terms down-weighted), and set W to the minimiser of
+:math:`B = \sum x s^\top` (older terms down-weighted, terms older than the previous
+epoch dropped), and set W to the minimiser of
 the surrogate :math:`\frac1n\sum (\|x - Ws\|^2) + \eta\|W\|_F^2` built from those
 statistics, :math:`W = B (A + n\eta I)^{-1}` (over the atoms used so far; an
 atom no code has used keeps its initial value).  The update is approximate (the old codes
@@ -31,6 +33,7 @@ import math
 import time
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 
 from .._checks import as_tensor, check_int, check_scalar
@@ -192,13 +195,59 @@ def _dictionary_step(W, A, B, ridge):
 
 
 def _unit_norm_step(W, A, B):
-    """One pass of block-coordinate descent on tr(W A W^T) - 2 tr(W^T B), s.t. ||w_j|| <= 1."""
+    r"""One pass of block-coordinate descent on tr(W A W^T) - 2 tr(W^T B), s.t. ||w_j|| <= 1.
+
+    Atom by atom: :math:`w_j \leftarrow \Pi_{\|w\|\le1}\big(w_j + (b_j - W a_j)/A_{jj}\big)`, the exact
+    minimiser over :math:`w_j` with the other atoms fixed.  On the CPU the loop runs on
+    NumPy views of the same memory (a NumPy call on a 64-vector costs a fraction of a
+    torch call; the loop is sequential by nature).
+    """
     W = W.clone()
-    diag = torch.diagonal(A)
-    for j in torch.nonzero(diag > 0).flatten().tolist():
-        u = W[:, j] + (B[:, j] - W @ A[:, j]) / diag[j]
+    used = torch.nonzero(torch.diagonal(A) > 0).flatten().tolist()
+    if W.device.type == "cpu":
+        Wn, An, Bn = W.numpy(), A.numpy(), B.numpy()
+        for j in used:
+            u = Wn[:, j] + (Bn[:, j] - Wn @ An[:, j]) / An[j, j]
+            Wn[:, j] = u / max(float(np.sqrt(u @ u)), 1.0)
+        return W
+    for j in used:
+        u = W[:, j] + (B[:, j] - W @ A[:, j]) / A[j, j]
         W[:, j] = u / torch.clamp(torch.linalg.vector_norm(u), min=1.0)
     return W
+
+
+def _shuffled_batches(N, batch_size, gen, device):
+    """Endless mini-batches that sweep 0..N-1 in a new random order every epoch.
+
+    Yields ``(indices, epoch)``, the epoch being that of the batch's first sample (a batch
+    may run over into the next epoch's order).
+    """
+    perm, pos, epoch = torch.randperm(N, generator=gen), 0, 0
+    while True:
+        if pos == N:
+            perm, pos, epoch = torch.randperm(N, generator=gen), 0, epoch + 1
+        first_epoch, parts, need = epoch, [], batch_size
+        while need:
+            if pos == N:
+                perm, pos, epoch = torch.randperm(N, generator=gen), 0, epoch + 1
+            take = min(need, N - pos)
+            parts.append(perm[pos : pos + take])
+            pos, need = pos + take, need - take
+        yield torch.cat(parts).to(device), first_epoch
+
+
+def _forgetting_factor(t, batch_size, N):
+    """beta for the statistics before mini-batch t + 1 is added (t mini-batches seen so far).
+
+    The rule of Mairal et al.'s own implementation (SPAMS; scikit-learn's
+    ``MiniBatchDictionaryLearning`` uses it without the cap): the statistics weigh about
+    the last theta samples, theta = t b for the first b steps, then b^2 + t - b, at most two
+    epochs (2N); beta = (theta + 1 - b) / (theta + 1).  The first mini-batch, coded with the
+    initial dictionary, is all but forgotten at once.
+    """
+    theta = t * batch_size if t < batch_size else batch_size**2 + t - batch_size
+    theta = min(theta, 2 * N)
+    return max(theta + 1.0 - batch_size, 0.0) / (theta + 1.0)
 
 
 def online_dictionary_learning(
@@ -220,14 +269,17 @@ def online_dictionary_learning(
 ) -> DictionaryLearningResult:
     r"""The online algorithm: random mini-batches, codes for the batch only, approximate W update.
 
-    Step t: draw ``batch_size`` rows at random, infer their codes with FISTA and the
-    current W, update the running statistics with the forgetting factor of Mairal et
-    al. (as in scikit-learn's ``MiniBatchDictionaryLearning``)
+    Step t: take the next ``batch_size`` rows of the training set (a new random order
+    every epoch), infer their codes with FISTA and the current W, update the running
+    statistics with the forgetting factor :math:`\beta_t` of SPAMS (:func:`_forgetting_factor`)
 
-    .. math:: A \leftarrow \beta A + S_b^\top S_b,\quad B \leftarrow \beta B + X_b^\top S_b,\quad n \leftarrow \beta n + |b|
+    .. math:: A \leftarrow \beta_t A + S_b^\top S_b,\quad B \leftarrow \beta_t B + X_b^\top S_b,\quad n \leftarrow \beta_t n + |b|
 
-    and set :math:`W = B (A + n\eta I)^{-1}`.  ``batch_size=1`` is the pure online
-    algorithm (one random sample per step).  Every ``eval_every`` steps the full
+    and set :math:`W = B (A + n\eta I)^{-1}`.  On a finite training set every sample comes
+    back once per epoch with a better code, so the terms from before the previous epoch
+    are dropped (Mairal et al. 2010, "handling fixed-size data sets"): A, B and n hold the current and the
+    previous epoch only.  ``batch_size=1`` is the pure online
+    algorithm (one sample per step).  Every ``eval_every`` steps the full
     objective is measured (codes for all of X with ``eval_encoder_iter`` FISTA
     iterations); that time is not counted in ``seconds``.
 
@@ -247,9 +299,13 @@ def online_dictionary_learning(
     eval_encoder_iter = check_int(eval_encoder_iter, "eval_encoder_iter")
     N = X.shape[0]
     gen = make_generator(seed)
-    A = torch.zeros(h, h, dtype=X.dtype, device=X.device)
-    B = torch.zeros(X.shape[1], h, dtype=X.dtype, device=X.device)
-    n_eff = 0.0
+    batches = _shuffled_batches(N, batch_size, gen, X.device)
+    # the statistics of this epoch's and of the previous epoch's mini-batches
+    A_cur = torch.zeros(h, h, dtype=X.dtype, device=X.device)
+    B_cur = torch.zeros(X.shape[1], h, dtype=X.dtype, device=X.device)
+    A_prev, B_prev = torch.zeros_like(A_cur), torch.zeros_like(B_cur)
+    n_cur = n_prev = 0.0
+    epoch = 0
 
     def evaluate():
         S_all = fista(X, W, lam, n_iter=eval_encoder_iter)
@@ -262,16 +318,24 @@ def online_dictionary_learning(
     for step in bar:
         _sync(X.device)
         t0 = time.perf_counter()
-        idx = torch.randint(N, (batch_size,), generator=gen).to(X.device)
+        idx, batch_epoch = next(batches)
+        if batch_epoch != epoch:  # a new epoch: drop the statistics older than the last one
+            A_prev, B_prev, n_prev = A_cur, B_cur, n_cur
+            A_cur, B_cur, n_cur = torch.zeros_like(A_cur), torch.zeros_like(B_cur), 0.0
+            epoch = batch_epoch
         Xb = X[idx]
         Sb = fista(Xb, W, lam, n_iter=encoder_iter)
-        # forgetting factor of Mairal et al. / scikit-learn
-        theta = step * batch_size if step < batch_size else batch_size**2 + step - batch_size
-        beta = (theta + 1.0 - batch_size) / (theta + 1.0)
-        A.mul_(beta).add_(Sb.T @ Sb)
-        B.mul_(beta).add_(Xb.T @ Sb)
-        n_eff = beta * n_eff + batch_size
-        W = _unit_norm_step(W, A, B) if unit_norm else _dictionary_step(W, A, B, n_eff * eta)
+        beta = _forgetting_factor(step - 1, batch_size, N)
+        A_prev.mul_(beta)
+        B_prev.mul_(beta)
+        A_cur.mul_(beta).add_(Sb.T @ Sb)
+        B_cur.mul_(beta).add_(Xb.T @ Sb)
+        n_prev, n_cur = beta * n_prev, beta * n_cur + batch_size
+        A, B = A_prev + A_cur, B_prev + B_cur
+        if unit_norm:
+            W = _unit_norm_step(W, A, B)
+        else:
+            W = _dictionary_step(W, A, B, (n_prev + n_cur) * eta)
         _sync(X.device)
         elapsed += time.perf_counter() - t0
         if step % eval_every == 0 or step == n_steps:
