@@ -30,6 +30,7 @@ import math
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 
 from .._checks import as_tensor, check_int, check_same_rows, check_scalar
 
@@ -238,10 +239,11 @@ def soft_threshold(x, lam) -> torch.Tensor:
 
 
 def _soft(x, lam):
-    """sign(x) max(|x| - lam, 0), computed as x - clip(x, -lam, lam) (two passes over x, no checks)."""
+    """sign(x) max(|x| - lam, 0) without checks: torch's one-pass softshrink for a number,
+    x - clip(x, -lam, lam) for a tensor of thresholds."""
     if isinstance(lam, torch.Tensor):
         return x - torch.clamp(x, min=-lam, max=lam)
-    return x - torch.clamp(x, -lam, lam)
+    return F.softshrink(x, lam)
 
 
 def hard_threshold(x, threshold) -> torch.Tensor:
@@ -362,7 +364,7 @@ def _fista_iterations(X, W, G, B, S, lam, t, n_iter, *, tol=0.0, history=False, 
             Y = S_new + (tk / t_next) * (Z - S_new) + ((tk - 1.0) / t_next) * (S_new - S)
         else:
             S_new = Z
-            Y = torch.add(S_new, S_new - S, alpha=(tk - 1.0) / t_next)
+            Y = torch.lerp(S, S_new, 1.0 + (tk - 1.0) / t_next)  # S_new + m (S_new - S)
         done = _converged(S_new, S, tol)
         S, tk = S_new, t_next
         if history:
