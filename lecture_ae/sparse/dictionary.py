@@ -204,15 +204,14 @@ def _unit_norm_step(W, A, B):
     """
     W = W.clone()
     used = torch.nonzero(torch.diagonal(A) > 0).flatten().tolist()
-    if W.device.type == "cpu":
-        Wn, An, Bn = W.numpy(), A.numpy(), B.numpy()
-        for j in used:
-            u = Wn[:, j] + (Bn[:, j] - Wn @ An[:, j]) / An[j, j]
-            Wn[:, j] = u / max(float(np.sqrt(u @ u)), 1.0)
-        return W
+    if W.device.type == "cpu":  # views: writing Wv writes W
+        Wv, Av, Bv = W.numpy(), A.numpy(), B.numpy()
+        to_ball = lambda u: u / max(float(np.sqrt(u @ u)), 1.0)
+    else:  # no host round trip per atom on a GPU
+        Wv, Av, Bv = W, A, B
+        to_ball = lambda u: u / torch.clamp(torch.linalg.vector_norm(u), min=1.0)
     for j in used:
-        u = W[:, j] + (B[:, j] - W @ A[:, j]) / A[j, j]
-        W[:, j] = u / torch.clamp(torch.linalg.vector_norm(u), min=1.0)
+        Wv[:, j] = to_ball(Wv[:, j] + (Bv[:, j] - Wv @ Av[:, j]) / Av[j, j])
     return W
 
 
@@ -224,15 +223,13 @@ def _shuffled_batches(N, batch_size, gen, device):
     """
     perm, pos, epoch = torch.randperm(N, generator=gen), 0, 0
     while True:
-        if pos == N:
-            perm, pos, epoch = torch.randperm(N, generator=gen), 0, epoch + 1
         first_epoch, parts, need = epoch, [], batch_size
         while need:
-            if pos == N:
-                perm, pos, epoch = torch.randperm(N, generator=gen), 0, epoch + 1
             take = min(need, N - pos)
             parts.append(perm[pos : pos + take])
             pos, need = pos + take, need - take
+            if pos == N:  # the epoch is complete: the next sample opens the next one
+                perm, pos, epoch = torch.randperm(N, generator=gen), 0, epoch + 1
         yield torch.cat(parts).to(device), first_epoch
 
 
