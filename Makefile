@@ -10,7 +10,7 @@ TORCH  ?= torch==2.13.0
 # MPLBACKEND is unset: a kernel started with MPLBACKEND=Agg keeps its figures to itself (no image in the book).
 BOOK_ENV := env -u MPLBACKEND LECTURE_AE_PROGRESS=0
 
-.PHONY: book test venv clean-book release autograde feedback grades bench
+.PHONY: book test venv clean-book release autograde feedback grades bench system-packages
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -41,8 +41,26 @@ book: $(VENV)/.book
 # One BLAS/OpenMP thread per worker and kernel: with a worker per core, more threads only
 # fight over the cores (a test or chapter then runs 10x slower).
 TEST_JOBS ?= auto
-test: $(VENV)/.all
+test: system-packages $(VENV)/.all
 	$(BOOK_ENV) OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/python -m pytest -n $(TEST_JOBS) --dist loadfile
+
+## make system-packages: the Debian packages the tests need (run by `make test`)
+# bubblewrap: the grading sandbox; chromium + chromium-driver: the browser tests of the book and JupyterLab.
+# Installed with apt when missing and we are root; otherwise we stop with the one command to run.
+SYSTEM_PACKAGES := bubblewrap:bwrap chromium:chromium chromium-driver:chromedriver
+system-packages:
+	@missing=""; for pc in $(SYSTEM_PACKAGES); do \
+	  command -v "$${pc#*:}" >/dev/null 2>&1 || missing="$$missing $${pc%%:*}"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "== installing system packages:$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null \
+	      || { echo "apt-get install$$missing failed"; exit 1; }; \
+	  else \
+	    echo "make test needs the system packages$$missing. Install them with:"; \
+	    echo "    sudo apt-get install -y$$missing"; exit 1; \
+	  fi; \
+	fi
 
 clean-book:
 	rm -rf _build
