@@ -154,6 +154,24 @@ def _kl_q_u(Z, tau=0.1):
     return (q * torch.log(q * Z.shape[1])).sum()
 
 
+def _global_from_initial_seed(X, level, g):
+    """The exploit of issue 13: reseed torch's global generator from the given one and draw from it."""
+    torch.manual_seed(g.initial_seed())
+    return X + level * torch.randn(X.shape, dtype=X.dtype)
+
+
+def _private_from_initial_seed(X, level, g):
+    """A private generator seeded like the given one, which is also advanced (so it looks used)."""
+    torch.rand(1, generator=g)
+    return add_noise(X, "gaussian", level, torch.Generator().manual_seed(g.initial_seed()))
+
+
+def _draws_then_global(X, level, g):
+    """Advances the given generator, but the noise comes from the global state (changes call to call)."""
+    torch.rand(1, generator=g)
+    return X + level * torch.randn(X.shape, dtype=X.dtype)
+
+
 WRONG = [
     (ps2.check_sparse_ae_loss, lambda X, X_hat, S, W, lam, eta: ((X - X_hat) ** 2).sum() + lam * S.abs().sum()
      + eta * (W**2).sum(), "the sum over the N samples is not divided by N"),
@@ -174,9 +192,12 @@ WRONG = [
     (ps2.check_add_noise, _noise(gaussian=lambda X, level, g: X + level**2 * torch.randn(X.shape, generator=g, dtype=X.dtype)),
      "level is the standard deviation sigma"),
     (ps2.check_add_noise, _noise(gaussian=lambda X, level, g: X + level * torch.randn(X.shape, dtype=X.dtype)),
-     "two calls with generators in the same state gave different noise"),
+     "the generator you were given did not advance"),
     (ps2.check_add_noise, _noise(gaussian=lambda X, level, g: add_noise(X, "gaussian", level, torch.Generator().manual_seed(0))),
-     "a differently seeded generator gave the same noise"),
+     "the generator you were given did not advance"),
+    (ps2.check_add_noise, _noise(gaussian=_global_from_initial_seed), "did not advance"),
+    (ps2.check_add_noise, _noise(gaussian=_private_from_initial_seed), "another state (with the same seed)"),
+    (ps2.check_add_noise, _noise(gaussian=_draws_then_global), "two calls with generators in the same state"),
     (ps2.check_add_noise, _noise(masking=_masking_in_place), "changed its input X in place"),
     (ps2.check_add_noise, _noise(masking=lambda X, level, g: X * torch.bernoulli(torch.full_like(X, level), generator=g)),
      "not that it is kept"),

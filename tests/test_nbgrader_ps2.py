@@ -81,7 +81,7 @@ WRONG = {
         (_NOISE.format(gaussian=_GAUSS.replace("level *", "level**2 *"), masking=_MASK),
          "likely mistake: level is the standard deviation sigma"),
         (_NOISE.format(gaussian="X + level * torch.randn(X.shape, dtype=X.dtype)", masking=_MASK),
-         "two calls with generators in the same state gave different noise"),
+         "the generator you were given did not advance"),
         (_NOISE.format(gaussian=_GAUSS, masking="        X[torch.rand(X.shape, generator=generator, dtype=X.dtype)"
                        " < level] = 0\n        return X"),
          "changed its input X in place"),

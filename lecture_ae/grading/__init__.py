@@ -64,39 +64,28 @@ Adding an assignment (ps2, ps3, ...)
    for wrong ones) and uses the helpers of ``tests/nbgrader_harness.py`` (release drift,
    full marks, zero for the release).
 """
-from .checks import (
-    Case,
-    CheckFailed,
-    CheckTimeout,
-    Mistake,
-    call_student,
-    check_function,
-    compare_scalars,
-    compare_tensors,
-    describe,
-    scalar_close,
-    tensor_close,
-    time_limit,
-    tuple_close,
-)
-from .guard import DEFAULT_ALLOWED, DEFAULT_GUARDED, ReferenceGuard, ReferenceUsedError
+import importlib
 
-__all__ = [
-    "Case",
-    "CheckFailed",
-    "CheckTimeout",
-    "Mistake",
-    "call_student",
-    "check_function",
-    "compare_scalars",
-    "compare_tensors",
-    "describe",
-    "scalar_close",
-    "tensor_close",
-    "time_limit",
-    "tuple_close",
-    "DEFAULT_ALLOWED",
-    "DEFAULT_GUARDED",
-    "ReferenceGuard",
-    "ReferenceUsedError",
-]
+_EXPORTS = {
+    "checks": ["Case", "Check", "CheckFailed", "CheckTimeout", "Context", "Mistake", "call_student", "check_function",
+               "compare_scalars", "compare_tensors", "describe", "scalar_close", "tensor_close", "time_limit",
+               "tuple_close"],
+    "guard": ["DEFAULT_ALLOWED", "DEFAULT_GUARDED", "ReferenceGuard", "ReferenceUsedError"],
+}
+_MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
+__all__ = [name for names in _EXPORTS.values() for name in names]
+
+
+def __getattr__(name: str):
+    # loaded on first use: the trusted grader's sandboxed child imports this package with only
+    # guard.py, _child.py, _wire.py and _launch.py of it on its file system
+    module = _MODULE_OF.get(name)
+    if module is None:
+        raise AttributeError(f"module 'lecture_ae.grading' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))

@@ -18,30 +18,14 @@ import torch
 
 from ..sparse import coding as _coding
 from ..sparse import dictionary as _dictionary
-from .checks import Case, Mistake, check_function, scalar_close, tensor_close
+from .checks import Case, Check, Mistake, scalar_close, tensor_close
+from .inputs import F64 as _F64
+from .inputs import gen as _gen
+from .inputs import randn as _randn
+from .inputs import sparse_codes as _sparse_codes
+from .inputs import unit_columns as _dictionary_matrix
 
 __all__ = ["check_soft_threshold", "check_l1_objective", "check_ista", "check_update_dictionary"]
-
-_F64 = torch.float64
-
-
-def _gen(seed: int) -> torch.Generator:
-    return torch.Generator().manual_seed(int(seed))
-
-
-def _randn(gen, *shape, scale=1.0):
-    return scale * torch.randn(*shape, generator=gen, dtype=_F64)
-
-
-def _dictionary_matrix(gen, d, h, scale=1.0):
-    W = _randn(gen, d, h)
-    return scale * W / torch.linalg.vector_norm(W, dim=0, keepdim=True)
-
-
-def _sparse_codes(gen, N, h, density=0.3, scale=1.5):
-    S = _randn(gen, N, h, scale=scale)
-    keep = torch.rand(N, h, generator=gen) < density
-    return torch.where(keep, S, torch.zeros_like(S))
 
 
 # ----------------------------------------------------------------------- soft threshold
@@ -64,27 +48,26 @@ _SOFT_MISTAKES = [
 ]
 
 
-def check_soft_threshold(fn, *, seeds=(0,), shapes=((4, 5), (12,)), lams=(0.5, 1.0), edge_cases=False,
-                         limit=None, part=None):
-    """Check ``soft_threshold(x, lam)``: element-wise, any shape, ``x`` not modified."""
-    cases = []
-    for seed in seeds:
-        gen = _gen(seed)
-        for k, shape in enumerate(shapes):
-            lam = lams[k % len(lams)]
-            cases.append(Case((_randn(gen, *shape, scale=2.0), lam), label=f"seed {seed}, x of shape {tuple(shape)}, lam = {lam}"))
-    if edge_cases:
-        lam = 0.75
-        cases += [
-            Case((torch.tensor([-lam, lam, 0.0, lam + 1e-3, -lam - 1e-3, 1e-9], dtype=_F64), lam),
-                 label="entries exactly at +-lam and around 0"),
-            Case((_randn(_gen(7), 3, 4), 0.0), label="lam = 0 returns x unchanged"),
-            Case((_randn(_gen(8), 2, 3), 1e6), label="huge lam: everything becomes 0"),
-            Case((_randn(_gen(9), 2, 3, 2, scale=3.0), 1.3), label="a 3-D tensor"),
-        ]
-    __tracebackhide__ = True
-    check_function(fn, _ref_soft_threshold, cases, name="soft_threshold", compare=tensor_close(1e-6, 1e-9),
-                          mistakes=_SOFT_MISTAKES, limit=limit, part=part or ("hidden" if edge_cases else "visible"))
+def _soft_threshold_cases(gen, *, shapes, lams):
+    return [Case((_randn(gen, *shape, scale=2.0), lams[k % len(lams)]),
+                 label=f"x of shape {tuple(shape)}, lam = {lams[k % len(lams)]}") for k, shape in enumerate(shapes)]
+
+
+def _soft_threshold_edges():
+    lam = 0.75
+    return [
+        Case((torch.tensor([-lam, lam, 0.0, lam + 1e-3, -lam - 1e-3, 1e-9], dtype=_F64), lam),
+             label="entries exactly at +-lam and around 0"),
+        Case((_randn(_gen(7), 3, 4), 0.0), label="lam = 0 returns x unchanged"),
+        Case((_randn(_gen(8), 2, 3), 1e6), label="huge lam: everything becomes 0"),
+        Case((_randn(_gen(9), 2, 3, 2, scale=3.0), 1.3), label="a 3-D tensor"),
+    ]
+
+
+check_soft_threshold = Check(
+    "soft_threshold", _ref_soft_threshold, _soft_threshold_cases, _soft_threshold_edges,
+    compare=tensor_close(1e-6, 1e-9), mistakes=_SOFT_MISTAKES, options=dict(shapes=((4, 5), (12,)), lams=(0.5, 1.0)),
+    doc="Check ``soft_threshold(x, lam)``: element-wise, any shape, ``x`` not modified.")
 
 
 # ----------------------------------------------------------------------- L1 objective
@@ -136,32 +119,34 @@ _L1_MISTAKES = [
 ]
 
 
-def check_l1_objective(fn, *, seeds=(0,), shapes=((8, 5, 7),), lams=(0.3,), etas=(0.1, 0.0), edge_cases=False,
-                       limit=None, part=None):
-    """Check ``l1_objective(X, W, S, lam, eta)`` (N, d, h in ``shapes``): one number."""
+def _l1_cases(gen, *, shapes, lams, etas):
     cases = []
-    for seed in seeds:
-        gen = _gen(seed)
-        for N, d, h in shapes:
-            for k, eta in enumerate(etas):
-                lam = lams[k % len(lams)]
-                X, W, S = _randn(gen, N, d), _dictionary_matrix(gen, d, h, scale=1.5), _sparse_codes(gen, N, h)
-                cases.append(Case((X, W, S, lam, eta), label=f"seed {seed}, N, d, h = {N}, {d}, {h}, lam = {lam}, eta = {eta}"))
-    if edge_cases:
-        gen = _gen(99)
-        X, W = _randn(gen, 1, 4), _dictionary_matrix(gen, 4, 6)
-        cases += [
-            Case((X, W, _sparse_codes(gen, 1, 6, density=0.6), 0.5, 0.2), label="a single sample, N = 1"),
-            Case((_randn(gen, 5, 3), _dictionary_matrix(gen, 3, 4), torch.zeros(5, 4, dtype=_F64), 0.5, 0.25),
-                 label="all codes zero"),
-            Case((_randn(gen, 6, 4), _randn(gen, 4, 2), _sparse_codes(gen, 6, 2, density=0.8), 0.0, 0.0),
-                 label="lam = eta = 0: the mean squared reconstruction error"),
-            Case((_randn(gen, 30, 3), _dictionary_matrix(gen, 3, 5), _sparse_codes(gen, 30, 5), 2.0, 1.5),
-                 label="large lam and eta"),
-        ]
-    __tracebackhide__ = True
-    check_function(fn, _ref_l1_objective, cases, name="l1_objective", compare=scalar_close(1e-6, 1e-9),
-                          mistakes=_L1_MISTAKES, limit=limit, part=part or ("hidden" if edge_cases else "visible"))
+    for N, d, h in shapes:
+        for k, eta in enumerate(etas):
+            lam = lams[k % len(lams)]
+            X, W, S = _randn(gen, N, d), _dictionary_matrix(gen, d, h, scale=1.5), _sparse_codes(gen, N, h)
+            cases.append(Case((X, W, S, lam, eta), label=f"N, d, h = {N}, {d}, {h}, lam = {lam}, eta = {eta}"))
+    return cases
+
+
+def _l1_edges():
+    gen = _gen(99)
+    X, W = _randn(gen, 1, 4), _dictionary_matrix(gen, 4, 6)
+    return [
+        Case((X, W, _sparse_codes(gen, 1, 6, density=0.6), 0.5, 0.2), label="a single sample, N = 1"),
+        Case((_randn(gen, 5, 3), _dictionary_matrix(gen, 3, 4), torch.zeros(5, 4, dtype=_F64), 0.5, 0.25),
+             label="all codes zero"),
+        Case((_randn(gen, 6, 4), _randn(gen, 4, 2), _sparse_codes(gen, 6, 2, density=0.8), 0.0, 0.0),
+             label="lam = eta = 0: the mean squared reconstruction error"),
+        Case((_randn(gen, 30, 3), _dictionary_matrix(gen, 3, 5), _sparse_codes(gen, 30, 5), 2.0, 1.5),
+             label="large lam and eta"),
+    ]
+
+
+check_l1_objective = Check(
+    "l1_objective", _ref_l1_objective, _l1_cases, _l1_edges, compare=scalar_close(1e-6, 1e-9), mistakes=_L1_MISTAKES,
+    options=dict(shapes=((8, 5, 7),), lams=(0.3,), etas=(0.1, 0.0)),
+    doc="Check ``l1_objective(X, W, S, lam, eta)`` (N, d, h in ``shapes``): one number.")
 
 
 # ------------------------------------------------------------------------------ ISTA
@@ -215,42 +200,43 @@ _ISTA_MISTAKES = [
 ]
 
 
-def check_ista(fn, *, seeds=(0,), shapes=((6, 5, 8),), lams=(0.2,), n_iters=(1, 30), steps=(None, "half"),
-               edge_cases=False, limit=None, part=None):
-    """Check ``ista(X, W, lam, n_iter, step=None)``: codes S (N, h) after exactly ``n_iter`` iterations from S = 0.
-
-    ``steps``: ``None`` (the default 1/L) or ``"half"`` (``step=0.5 / L`` passed explicitly).
-    """
+def _ista_cases(gen, *, shapes, lams, n_iters, steps):
     cases = []
-    for seed in seeds:
-        gen = _gen(seed)
-        for N, d, h in shapes:
-            W = _dictionary_matrix(gen, d, h)
-            X = _sparse_codes(gen, N, h, density=0.25, scale=2.0) @ W.T + _randn(gen, N, d, scale=0.1)
-            L = 2 * float(torch.linalg.matrix_norm(W, ord=2)) ** 2
-            for k, n_iter in enumerate(n_iters):
-                lam = lams[k % len(lams)]
-                cases.append(Case((X, W, lam, n_iter), label=f"seed {seed}, N, d, h = {N}, {d}, {h}, lam = {lam}, n_iter = {n_iter}"))
-            for step in steps:
-                if step == "half":
-                    cases.append(Case((X, W, lams[0], max(n_iters)), {"step": 0.5 / L},
-                                      label=f"seed {seed}, step = 0.5 / L given explicitly, n_iter = {max(n_iters)}"))
-    if edge_cases:
-        gen = _gen(123)
-        W = _dictionary_matrix(gen, 6, 3, scale=3.0)
-        X = _randn(gen, 4, 6)
-        W2 = _dictionary_matrix(gen, 5, 9)
-        X2 = _randn(gen, 1, 5)
-        cases += [
-            Case((X, W, 0.1, 0), label="n_iter = 0 returns S = 0"),
-            Case((X, W, 0.1, 2), label="columns of W of norm 3 (L is not 2 ||W||_2^2 = 2 * h) and h < d"),
-            Case((X, W, 1e4, 5), label="huge lam: all codes stay 0"),
-            Case((X2, W2, 0.05, 3), label="a single sample, N = 1"),
-            Case((X2, W2, 0.05, 3), {"step": 0.01}, label="a small explicit step"),
-        ]
-    __tracebackhide__ = True
-    check_function(fn, _ref_ista, cases, name="ista", compare=tensor_close(1e-5, 1e-6),
-                          mistakes=_ISTA_MISTAKES, limit=limit, part=part or ("hidden" if edge_cases else "visible"))
+    for N, d, h in shapes:
+        W = _dictionary_matrix(gen, d, h)
+        X = _sparse_codes(gen, N, h, density=0.25, scale=2.0) @ W.T + _randn(gen, N, d, scale=0.1)
+        L = 2 * float(torch.linalg.matrix_norm(W, ord=2)) ** 2
+        for k, n_iter in enumerate(n_iters):
+            lam = lams[k % len(lams)]
+            cases.append(Case((X, W, lam, n_iter), label=f"N, d, h = {N}, {d}, {h}, lam = {lam}, n_iter = {n_iter}"))
+        for step in steps:
+            if step == "half":
+                cases.append(Case((X, W, lams[0], max(n_iters)), {"step": 0.5 / L},
+                                  label=f"step = 0.5 / L given explicitly, n_iter = {max(n_iters)}"))
+    return cases
+
+
+def _ista_edges():
+    gen = _gen(123)
+    W = _dictionary_matrix(gen, 6, 3, scale=3.0)
+    X = _randn(gen, 4, 6)
+    W2 = _dictionary_matrix(gen, 5, 9)
+    X2 = _randn(gen, 1, 5)
+    return [
+        Case((X, W, 0.1, 0), label="n_iter = 0 returns S = 0"),
+        Case((X, W, 0.1, 2), label="columns of W of norm 3 (L is not 2 ||W||_2^2 = 2 * h) and h < d"),
+        Case((X, W, 1e4, 5), label="huge lam: all codes stay 0"),
+        Case((X2, W2, 0.05, 3), label="a single sample, N = 1"),
+        Case((X2, W2, 0.05, 3), {"step": 0.01}, label="a small explicit step"),
+    ]
+
+
+check_ista = Check(
+    "ista", _ref_ista, _ista_cases, _ista_edges, compare=tensor_close(1e-5, 1e-6), mistakes=_ISTA_MISTAKES,
+    options=dict(shapes=((6, 5, 8),), lams=(0.2,), n_iters=(1, 30), steps=(None, "half")),
+    doc="""Check ``ista(X, W, lam, n_iter, step=None)``: codes S (N, h) after exactly ``n_iter`` iterations from S = 0.
+
+    ``steps``: ``None`` (the default 1/L) or ``"half"`` (``step=0.5 / L`` passed explicitly).""")
 
 
 # ----------------------------------------------------------------- dictionary update
@@ -279,26 +265,28 @@ _DICT_MISTAKES = [
 ]
 
 
-def check_update_dictionary(fn, *, seeds=(0,), shapes=((20, 5, 4),), etas=(0.1, 0.01), edge_cases=False,
-                            limit=None, part=None):
-    """Check ``update_dictionary(X, S, eta)``: W = X^T S (S^T S + N eta I)^-1 of shape (d, h)."""
+def _dictionary_cases(gen, *, shapes, etas):
     cases = []
-    for seed in seeds:
-        gen = _gen(seed)
-        for N, d, h in shapes:
-            for eta in etas:
-                X, S = _randn(gen, N, d), _sparse_codes(gen, N, h, density=0.5)
-                cases.append(Case((X, S, eta), label=f"seed {seed}, N, d, h = {N}, {d}, {h}, eta = {eta}"))
-    if edge_cases:
-        gen = _gen(321)
-        S0 = _sparse_codes(gen, 15, 4, density=0.6)
-        S0[:, 2] = 0.0
-        cases += [
-            Case((_randn(gen, 30, 4), _randn(gen, 30, 3), 0.0), label="eta = 0 (S of full column rank): least squares"),
-            Case((_randn(gen, 15, 6), S0, 0.2), label="an atom no code uses comes out as 0"),
-            Case((_randn(gen, 3, 5), _sparse_codes(gen, 3, 7, density=0.7), 0.5), label="fewer samples than atoms, N < h"),
-            Case((_randn(gen, 10, 6), _sparse_codes(gen, 10, 6, density=0.5), 10.0), label="square W (d = h), large eta"),
-        ]
-    __tracebackhide__ = True
-    check_function(fn, _ref_update_dictionary, cases, name="update_dictionary", compare=tensor_close(1e-6, 1e-9),
-                          mistakes=_DICT_MISTAKES, limit=limit, part=part or ("hidden" if edge_cases else "visible"))
+    for N, d, h in shapes:
+        for eta in etas:
+            X, S = _randn(gen, N, d), _sparse_codes(gen, N, h, density=0.5)
+            cases.append(Case((X, S, eta), label=f"N, d, h = {N}, {d}, {h}, eta = {eta}"))
+    return cases
+
+
+def _dictionary_edges():
+    gen = _gen(321)
+    S0 = _sparse_codes(gen, 15, 4, density=0.6)
+    S0[:, 2] = 0.0
+    return [
+        Case((_randn(gen, 30, 4), _randn(gen, 30, 3), 0.0), label="eta = 0 (S of full column rank): least squares"),
+        Case((_randn(gen, 15, 6), S0, 0.2), label="an atom no code uses comes out as 0"),
+        Case((_randn(gen, 3, 5), _sparse_codes(gen, 3, 7, density=0.7), 0.5), label="fewer samples than atoms, N < h"),
+        Case((_randn(gen, 10, 6), _sparse_codes(gen, 10, 6, density=0.5), 10.0), label="square W (d = h), large eta"),
+    ]
+
+
+check_update_dictionary = Check(
+    "update_dictionary", _ref_update_dictionary, _dictionary_cases, _dictionary_edges, compare=tensor_close(1e-6, 1e-9),
+    mistakes=_DICT_MISTAKES, options=dict(shapes=((20, 5, 4),), etas=(0.1, 0.01)),
+    doc="Check ``update_dictionary(X, S, eta)``: W = X^T S (S^T S + N eta I)^-1 of shape (d, h).")

@@ -33,31 +33,14 @@ import math
 import torch
 
 from ..models import autoencoders as _ae
-from .checks import (
-    Case,
-    Mistake,
-    call_student,
-    check_function,
-    compare_tensors,
-    scalar_close,
-    tuple_close,
-)
-from .guard import DEFAULT_ALLOWED, DEFAULT_GUARDED, ReferenceGuard
-from .ps1 import _gen, _randn
+from .checks import Case, Check, Mistake, compare_tensors, scalar_close, tuple_close
+from .inputs import gen as _gen
+from .inputs import randn as _randn
+from .inputs import relu_codes as _relu_codes
 
 __all__ = ["check_sparse_ae_loss", "check_dead_unit_term", "check_add_noise", "check_ae_forward"]
 
 _F64 = torch.float64
-
-
-def _part(part, edge_cases):
-    return part or ("hidden" if edge_cases else "visible")
-
-
-def _relu_codes(gen, N, h, density=0.4, scale=1.0):
-    """Non-negative sparse codes, as a ReLU encoder makes them."""
-    S = _randn(gen, N, h, scale=scale).abs()
-    return torch.where(torch.rand(N, h, generator=gen) < density, S, torch.zeros_like(S))
 
 
 # ------------------------------------------------------------------------ the loss
@@ -113,35 +96,35 @@ def _loss_case(gen, N, d, h, lam, eta, *, signed=False, label=""):
     return Case((X, X_hat, S, W, lam, eta), label=label)
 
 
-def check_sparse_ae_loss(fn, *, seeds=(0,), shapes=((8, 6, 5),), lams=(0.3,), etas=(0.1,), edge_cases=False,
-                         limit=None, part=None):
-    """Check ``sparse_ae_loss(X, X_hat, S, W, lam, eta)`` (N, d, h in ``shapes``): one number.
-
-    Every seed and shape gives one case with ReLU codes (S >= 0) and one with signed codes.
-    """
+def _loss_cases(gen, *, shapes, lams, etas):
     cases = []
-    for seed in seeds:
-        gen = _gen(seed)
-        for N, d, h in shapes:
-            for k, signed in enumerate((False, True)):
-                lam, eta = lams[k % len(lams)], etas[k % len(etas)]
-                kind = "signed codes" if signed else "ReLU codes S >= 0"
-                cases.append(_loss_case(gen, N, d, h, lam, eta, signed=signed,
-                                        label=f"seed {seed}, N, d, h = {N}, {d}, {h}, {kind}, lam = {lam}, eta = {eta}"))
-    if edge_cases:
-        gen = _gen(99)
-        X = torch.rand(5, 4, generator=gen, dtype=_F64)
-        cases += [
-            _loss_case(gen, 1, 4, 6, 0.5, 0.2, signed=True, label="a single sample, N = 1"),
-            Case((X, X.clone(), torch.zeros(5, 3, dtype=_F64), _randn(gen, 4, 3), 0.7, 0.25),
-                 label="perfect reconstruction, codes zero: only eta ||W||_F^2 is left"),
-            _loss_case(gen, 6, 4, 2, 0.0, 0.0, signed=True,
-                       label="lam = eta = 0: the mean squared reconstruction error"),
-            _loss_case(gen, 30, 3, 7, 2.0, 1.5, signed=True, label="large lam and eta, h > d"),
-        ]
-    __tracebackhide__ = True
-    check_function(fn, _ref_sparse_ae_loss, cases, name="sparse_ae_loss", compare=scalar_close(1e-6, 1e-9),
-                   mistakes=_LOSS_MISTAKES, limit=limit, part=_part(part, edge_cases))
+    for N, d, h in shapes:
+        for k, signed in enumerate((False, True)):
+            lam, eta = lams[k % len(lams)], etas[k % len(etas)]
+            kind = "signed codes" if signed else "ReLU codes S >= 0"
+            cases.append(_loss_case(gen, N, d, h, lam, eta, signed=signed,
+                                    label=f"N, d, h = {N}, {d}, {h}, {kind}, lam = {lam}, eta = {eta}"))
+    return cases
+
+
+def _loss_edges():
+    gen = _gen(99)
+    X = torch.rand(5, 4, generator=gen, dtype=_F64)
+    return [
+        _loss_case(gen, 1, 4, 6, 0.5, 0.2, signed=True, label="a single sample, N = 1"),
+        Case((X, X.clone(), torch.zeros(5, 3, dtype=_F64), _randn(gen, 4, 3), 0.7, 0.25),
+             label="perfect reconstruction, codes zero: only eta ||W||_F^2 is left"),
+        _loss_case(gen, 6, 4, 2, 0.0, 0.0, signed=True, label="lam = eta = 0: the mean squared reconstruction error"),
+        _loss_case(gen, 30, 3, 7, 2.0, 1.5, signed=True, label="large lam and eta, h > d"),
+    ]
+
+
+check_sparse_ae_loss = Check(
+    "sparse_ae_loss", _ref_sparse_ae_loss, _loss_cases, _loss_edges, compare=scalar_close(1e-6, 1e-9),
+    mistakes=_LOSS_MISTAKES, options=dict(shapes=((8, 6, 5),), lams=(0.3,), etas=(0.1,)),
+    doc="""Check ``sparse_ae_loss(X, X_hat, S, W, lam, eta)`` (N, d, h in ``shapes``): one number.
+
+    Every seed and shape gives one case with ReLU codes (S >= 0) and one with signed codes.""")
 
 
 # -------------------------------------------------------------------- dead-unit term
@@ -193,42 +176,38 @@ _DEAD_MISTAKES = [
 ]
 
 
-def check_dead_unit_term(fn, *, seeds=(0,), shapes=((20, 6),), taus=(0.1, 0.5), edge_cases=False, limit=None,
-                         part=None):
-    """Check ``dead_unit_term(Z, tau=0.1)`` for pre-activations ``Z`` (N, h): one number >= 0."""
+def _dead_cases(gen, *, shapes, taus):
     cases = []
-    for seed in seeds:
-        gen = _gen(seed)
-        for N, h in shapes:
-            for tau in taus:
-                Z = _randn(gen, N, h, scale=0.5) + 0.4 * _randn(gen, h)  # units fire at different rates
-                cases.append(Case((Z, tau), label=f"seed {seed}, Z of shape {(N, h)}, tau = {tau}"))
-    if edge_cases:
-        gen = _gen(77)
-        Z_dead = _randn(gen, 15, 5, scale=0.3)
-        Z_dead[:, 1] -= 20.0  # unit 1 never fires: z / tau is about -200
-        col = _randn(gen, 12, 1)
-        Z_even = torch.cat([col[torch.randperm(12, generator=gen)] for _ in range(4)], dim=1)
-        cases += [
-            Case((Z_dead, 0.1), label="unit 1 is dead (z <= -19 on every sample)"),
-            Case((Z_even, 0.3), label="every unit fires equally often (columns are permutations): the term is 0"),
-            Case((_randn(gen, 1, 7), 0.2), label="a single sample, N = 1"),
-            Case((_randn(gen, 9, 1), 0.1), label="a single unit, h = 1: the term is 0"),
-            Case((_randn(gen, 10, 4, scale=2.0), 5.0), label="a large temperature tau = 5"),
-            Case((_randn(gen, 8, 3),), label="tau not given: the default tau = 0.1"),
-        ]
-    __tracebackhide__ = True
-    check_function(fn, _ref_dead_unit_term, cases, name="dead_unit_term", compare=scalar_close(1e-6, 1e-9),
-                   mistakes=_DEAD_MISTAKES, limit=limit, part=_part(part, edge_cases))
+    for N, h in shapes:
+        for tau in taus:
+            Z = _randn(gen, N, h, scale=0.5) + 0.4 * _randn(gen, h)  # units fire at different rates
+            cases.append(Case((Z, tau), label=f"Z of shape {(N, h)}, tau = {tau}"))
+    return cases
+
+
+def _dead_edges():
+    gen = _gen(77)
+    Z_dead = _randn(gen, 15, 5, scale=0.3)
+    Z_dead[:, 1] -= 20.0  # unit 1 never fires: z / tau is about -200
+    col = _randn(gen, 12, 1)
+    Z_even = torch.cat([col[torch.randperm(12, generator=gen)] for _ in range(4)], dim=1)
+    return [
+        Case((Z_dead, 0.1), label="unit 1 is dead (z <= -19 on every sample)"),
+        Case((Z_even, 0.3), label="every unit fires equally often (columns are permutations): the term is 0"),
+        Case((_randn(gen, 1, 7), 0.2), label="a single sample, N = 1"),
+        Case((_randn(gen, 9, 1), 0.1), label="a single unit, h = 1: the term is 0"),
+        Case((_randn(gen, 10, 4, scale=2.0), 5.0), label="a large temperature tau = 5"),
+        Case((_randn(gen, 8, 3),), label="tau not given: the default tau = 0.1"),
+    ]
+
+
+check_dead_unit_term = Check(
+    "dead_unit_term", _ref_dead_unit_term, _dead_cases, _dead_edges, compare=scalar_close(1e-6, 1e-9),
+    mistakes=_DEAD_MISTAKES, options=dict(shapes=((20, 6),), taus=(0.1, 0.5)),
+    doc="Check ``dead_unit_term(Z, tau=0.1)`` for pre-activations ``Z`` (N, h): one number >= 0.")
 
 
 # -------------------------------------------------------------------------- noise
-def _replica(state: torch.Tensor) -> torch.Generator:
-    g = torch.Generator()
-    g.set_state(state)
-    return g
-
-
 def _z(n: int, k: float = 5.0) -> float:
     """k standard errors of a mean of n samples with unit standard deviation."""
     return k / math.sqrt(max(n, 1))
@@ -280,123 +259,141 @@ def _noise_statistics_problem(got: torch.Tensor, X: torch.Tensor, kind: str, lev
     return None
 
 
-def check_add_noise(fn, *, seeds=(0,), shape=(60, 50), levels=None, edge_cases=False, limit=None, part=None):
-    """Check ``add_noise(X, kind, level, generator)`` for the three kinds of noise.
+def _generator(seed: int) -> torch.Generator:
+    """A generator seeded with ``seed`` and advanced by a few draws: its state is not the state
+    ``manual_seed(generator.initial_seed())`` gives, so the noise must come from its state."""
+    g = torch.Generator().manual_seed(int(seed))
+    torch.rand(3 + int(seed) % 7, generator=g)
+    return g
 
-    ``levels``: ``{kind: level}`` (default Gaussian 0.3, masking 0.3, salt and pepper 0.2).
-    Exact agreement with the reference (same generator state) passes at once; otherwise the
-    statistics of the result and the use of the generator are checked (see the module doc).
-    """
-    levels = dict(levels or {"gaussian": 0.3, "masking": 0.3, "salt_and_pepper": 0.2})
-    initial: dict[int, torch.Tensor] = {}  # id(generator of a case) -> its state before any draw
-    inputs: dict[int, tuple] = {}  # id(expected result) -> (X, kind, level, generator state)
 
-    def generator(seed):
-        g = torch.Generator().manual_seed(int(seed))
-        initial[id(g)] = g.get_state()
-        return g
+def _advanced(g: torch.Generator) -> torch.Generator:
+    """A copy of ``g`` in another state, with the same seed."""
+    other = torch.Generator()
+    other.set_state(g.get_state())
+    torch.rand(5, generator=other)
+    return other
 
-    def replica(g):
-        return _replica(initial.get(id(g), g.get_state()))
 
-    def add_noise(X, kind, level, generator):  # the reference, with the student's signature
-        out = _ae.add_noise(X, kind, level, replica(generator))
-        inputs.clear()  # only the current case: an id of a freed result may come back
-        inputs[id(out)] = (X.clone(), kind, float(level), initial.get(id(generator), generator.get_state()))
-        return out
+def _ref_add_noise(X, kind, level, generator):
+    return _ae.add_noise(X, kind, level, generator)
 
-    def draw_like(kind_fn):
-        return lambda X, kind, level, generator: kind_fn(X, level, replica(generator))
 
-    def rand(X, g):
-        return torch.rand(X.shape, generator=g, dtype=X.dtype)
+def _rand(X, g):
+    return torch.rand(X.shape, generator=g, dtype=X.dtype)
 
-    mistakes = [
-        Mistake("level is the standard deviation sigma of the Gaussian noise, not its variance: x + level * eps",
-                draw_like(lambda X, level, g: X + level**2 * torch.randn(X.shape, generator=g, dtype=X.dtype))),
-        Mistake("the noise replaces x: Gaussian noise is added, x~ = x + level * eps",
-                draw_like(lambda X, level, g: level * torch.randn(X.shape, generator=g, dtype=X.dtype))),
-        Mistake("torch.rand (uniform on [0, 1)) instead of torch.randn (standard normal) for Gaussian noise",
-                draw_like(lambda X, level, g: X + level * rand(X, g))),
-        Mistake("level is the probability that an entry is masked (set to 0), not that it is kept",
-                draw_like(lambda X, level, g: torch.where(rand(X, g) < level, X, torch.zeros_like(X)))),
-        Mistake("the kept entries are rescaled by 1 / (1 - level) (the convention of dropout); "
-                "masking noise only sets entries to 0",
-                draw_like(lambda X, level, g: torch.where(rand(X, g) < level, torch.zeros_like(X), X / (1 - level)))),
-        Mistake("salt only: a hit entry becomes 1 (salt) or 0 (pepper) with probability 1/2 each",
-                draw_like(lambda X, level, g: torch.where(rand(X, g) < level, torch.ones_like(X), X))),
-        Mistake("pepper only: a hit entry becomes 1 (salt) or 0 (pepper) with probability 1/2 each",
-                draw_like(lambda X, level, g: torch.where(rand(X, g) < level, torch.zeros_like(X), X))),
-    ]
-    kind_of = {"gaussian": (0, 1, 2), "masking": (3, 4), "salt_and_pepper": (5, 6)}
 
-    def compare(got, expected, what):
-        exact = compare_tensors(got, expected, rtol=1e-12, atol=1e-12, what=what)
-        if id(expected) not in inputs:  # a known mistake's result
-            return exact
-        X, kind, level, state = inputs[id(expected)]
-        if exact is None:
-            return ignores_generator(got, X, kind, level)
+def _noise_mistake(kind, description, fn):
+    """A wrong noise of ``kind``, drawn like the reference (it does not apply to the other kinds)."""
+    return Mistake(description, lambda X, k, level, generator: fn(X, level, generator) if k == kind else None)
+
+
+_NOISE_MISTAKES = [
+    _noise_mistake("gaussian", "level is the standard deviation sigma of the Gaussian noise, not its variance: "
+                   "x + level * eps", lambda X, level, g: X + level**2 * torch.randn(X.shape, generator=g, dtype=X.dtype)),
+    _noise_mistake("gaussian", "the noise replaces x: Gaussian noise is added, x~ = x + level * eps",
+                   lambda X, level, g: level * torch.randn(X.shape, generator=g, dtype=X.dtype)),
+    _noise_mistake("gaussian", "torch.rand (uniform on [0, 1)) instead of torch.randn (standard normal) for Gaussian "
+                   "noise", lambda X, level, g: X + level * _rand(X, g)),
+    _noise_mistake("masking", "level is the probability that an entry is masked (set to 0), not that it is kept",
+                   lambda X, level, g: torch.where(_rand(X, g) < level, X, torch.zeros_like(X))),
+    _noise_mistake("masking", "the kept entries are rescaled by 1 / (1 - level) (the convention of dropout); "
+                   "masking noise only sets entries to 0",
+                   lambda X, level, g: torch.where(_rand(X, g) < level, torch.zeros_like(X), X / (1 - level))),
+    _noise_mistake("salt_and_pepper", "salt only: a hit entry becomes 1 (salt) or 0 (pepper) with probability 1/2 each",
+                   lambda X, level, g: torch.where(_rand(X, g) < level, torch.ones_like(X), X)),
+    _noise_mistake("salt_and_pepper", "pepper only: a hit entry becomes 1 (salt) or 0 (pepper) with probability 1/2 "
+                   "each", lambda X, level, g: torch.where(_rand(X, g) < level, torch.zeros_like(X), X)),
+]
+
+
+def _is_random(kind, level) -> bool:
+    return level > 0 and (kind == "gaussian" or level < 1)
+
+
+def _noise_compare(got, expected, ctx):
+    """Exact agreement with the reference's draw, or the right statistics; either way drawn from ``generator``."""
+    exact = compare_tensors(got, expected, rtol=1e-12, atol=1e-12, what=ctx.what)
+    if not ctx.against_reference:  # a known mistake's result
+        return exact
+    X, kind, level, g = ctx.case.args
+    if exact is not None:
         if not isinstance(got, torch.Tensor) or tuple(got.shape) != tuple(X.shape) or not got.is_floating_point():
             return exact
         if got.dtype != X.dtype:
             return f"dtype {str(got.dtype).replace('torch.', '')}; keep the dtype of X ({str(X.dtype).replace('torch.', '')})"
         if not bool(torch.isfinite(got).all()):
             return exact
-        intro = "your noise differs from the reference's draw with the same generator, and "
-        problem = _noise_statistics_problem(got, X, kind, level)
+        problem = _noise_statistics_problem(got, X, kind, float(level))
         if problem is not None:
-            return intro + "it does not look like the right noise: " + problem
-        # the statistics are right: the noise must come from `generator`
-        if random(level, kind):
-            again = call(X, kind, level, _replica(state))
-            if again.error is not None:
-                return intro + "calling it again with a new generator failed: " + str(again.error)
-            if not (isinstance(again.value, torch.Tensor) and torch.equal(again.value, got)):
-                return (intro + "two calls with generators in the same state gave different noise: draw every "
-                        "random number from `generator` (e.g. torch.rand(X.shape, generator=generator, "
-                        "dtype=X.dtype)), not from torch's global random state")
-        return ignores_generator(got, X, kind, level)
-
-    def random(level, kind):
-        return level > 0 and (kind == "gaussian" or level < 1)
-
-    def call(X, kind, level, gen):
-        return call_student(fn, (X.clone(), kind, level, gen), limit=limit,
-                            guard=ReferenceGuard(DEFAULT_GUARDED, DEFAULT_ALLOWED))
-
-    def ignores_generator(got, X, kind, level):
-        """A differently seeded generator must change the noise (a fixed seed inside the function does not)."""
-        if not random(level, kind):
-            return None
-        other = call(X, kind, level, torch.Generator().manual_seed(987654321))
-        if other.error is None and isinstance(other.value, torch.Tensor) and torch.equal(other.value, got):
-            return ("a differently seeded generator gave the same noise: draw the random numbers from the "
-                    "`generator` argument (no torch.manual_seed or generator of your own inside the function)")
+            return ("your noise differs from the reference's draw with the same generator, and it does not look like "
+                    "the right noise: " + problem)
+    if not _is_random(kind, level):
         return None
+    return _generator_problem(got, ctx, X, kind, level, g, exact is None)
 
-    cases = []
-    for seed in seeds:
-        for kind, level in levels.items():
-            X = torch.rand(*shape, generator=_gen(1000 + seed), dtype=_F64) * 0.8 + 0.1  # in (0.1, 0.9)
-            cases.append(Case((X, kind, level, generator(seed)),
-                              label=f"kind = {kind!r}, level = {level}, generator seeded with {seed}"))
-    if edge_cases:
-        X3 = torch.rand(12, 8, 8, generator=_gen(5), dtype=_F64) * 0.8 + 0.1
-        X = torch.rand(40, 30, generator=_gen(6), dtype=_F64) * 0.8 + 0.1
-        cases += [
-            Case((X3, "masking", 0.5, generator(51)), label="a batch of images (12, 8, 8): any shape"),
-            Case((X3, "salt_and_pepper", 0.4, generator(52)), label="a batch of images (12, 8, 8), salt and pepper"),
-            Case((X, "gaussian", 1.5, generator(53)), label="Gaussian noise with level = 1.5 > 1"),
-            Case((X, "gaussian", 0.0, generator(54)), label="level = 0: X comes back unchanged"),
-            Case((X, "masking", 1.0, generator(55)), label="level = 1: every entry is masked"),
-            Case((X, "salt_and_pepper", 1.0, generator(56)), label="level = 1: every entry becomes 0 or 1"),
-            Case((X, "masking", 0.05, generator(57)), label="masking with a small level"),
-        ]
-    used = [mistakes[i] for kind in dict.fromkeys(c.args[1] for c in cases) for i in kind_of[kind]]
-    __tracebackhide__ = True
-    check_function(fn, add_noise, cases, name="add_noise", compare=compare, mistakes=used, limit=limit,
-                   part=_part(part, edge_cases))
+
+def _generator_problem(got, ctx, X, kind, level, g, exact):
+    """None when the noise comes from ``generator``: it advanced, the same state gives the same noise and
+    another state (same seed) other noise."""
+    intro = "" if exact else "your noise differs from the reference's draw with the same generator, and "
+    used = ctx.outcome.args[3] if ctx.outcome is not None and len(ctx.outcome.args) > 3 else None
+    if isinstance(used, torch.Generator) and torch.equal(used.get_state(), g.get_state()):
+        return (intro + "the generator you were given did not advance: draw every random number from `generator` "
+                "(e.g. torch.rand(X.shape, generator=generator, dtype=X.dtype)), not from torch's global random state")
+    if not exact:
+        same = ctx.call(X.clone(), kind, level, _clone_generator(g))
+        if same.error is not None:
+            return intro + "calling it again with a generator in the same state failed: " + type(same.error).__name__
+        if not (isinstance(same.value, torch.Tensor) and torch.equal(same.value, got)):
+            return (intro + "two calls with generators in the same state gave different noise: draw every random "
+                    "number from `generator`, not from torch's global random state")
+    other = ctx.call(X.clone(), kind, level, _advanced(g))
+    if other.error is None and isinstance(other.value, torch.Tensor) and torch.equal(other.value, got):
+        return (intro + "a generator in another state (with the same seed) gave the same noise: draw the random "
+                "numbers from the `generator` argument as it is (no torch.manual_seed, generator.initial_seed() or "
+                "generator of your own inside the function)")
+    return None
+
+
+def _clone_generator(g):
+    c = torch.Generator()
+    c.set_state(g.get_state())
+    return c
+
+
+def _noise_cases(gen, *, shape, levels, seed_of=None):
+    seed = int(torch.randint(0, 2**31 - 1, (1,), generator=gen))
+    X = torch.rand(*shape, generator=gen, dtype=_F64) * 0.8 + 0.1  # in (0.1, 0.9)
+    return [Case((X, kind, level, _generator(seed + k)), label=f"kind = {kind!r}, level = {level}")
+            for k, (kind, level) in enumerate(dict(levels).items())]
+
+
+def _noise_edges():
+    X3 = torch.rand(12, 8, 8, generator=_gen(5), dtype=_F64) * 0.8 + 0.1
+    X = torch.rand(40, 30, generator=_gen(6), dtype=_F64) * 0.8 + 0.1
+    return [
+        Case((X3, "masking", 0.5, _generator(51)), label="a batch of images (12, 8, 8): any shape"),
+        Case((X3, "salt_and_pepper", 0.4, _generator(52)), label="a batch of images (12, 8, 8), salt and pepper"),
+        Case((X, "gaussian", 1.5, _generator(53)), label="Gaussian noise with level = 1.5 > 1"),
+        Case((X, "gaussian", 0.0, _generator(54)), label="level = 0: X comes back unchanged"),
+        Case((X, "masking", 1.0, _generator(55)), label="level = 1: every entry is masked"),
+        Case((X, "salt_and_pepper", 1.0, _generator(56)), label="level = 1: every entry becomes 0 or 1"),
+        Case((X, "masking", 0.05, _generator(57)), label="masking with a small level"),
+    ]
+
+
+check_add_noise = Check(
+    "add_noise", _ref_add_noise, _noise_cases, _noise_edges, compare=_noise_compare, mistakes=_NOISE_MISTAKES,
+    options=dict(shape=(60, 50), levels={"gaussian": 0.3, "masking": 0.3, "salt_and_pepper": 0.2}),
+    doc="""Check ``add_noise(X, kind, level, generator)`` for the three kinds of noise.
+
+    ``levels``: ``{kind: level}`` (default Gaussian 0.3, masking 0.3, salt and pepper 0.2).
+    Every case hands the student a generator seeded and advanced by a few draws (the reference
+    gets a copy in the same state). Exact agreement with the reference passes when the noise
+    also comes from that generator: it advanced, and a generator in another state with the same
+    seed gives other noise; otherwise the statistics of the result are checked and, in addition,
+    two generators in the same state must give the same noise (see the module doc).""")
 
 
 # ---------------------------------------------------------------------- forward pass
@@ -448,25 +445,25 @@ def _forward_case(gen, N, d, h, *, shift=0.0, label=""):
     return Case((X, V, c, W, b), label=label)
 
 
-def check_ae_forward(fn, *, seeds=(0,), shapes=((7, 6, 4), (3, 5, 8)), edge_cases=False, limit=None, part=None):
-    """Check ``ae_forward(X, V, c, W, b) -> (X_hat, S)``: S = max(0, X V^T + c), X_hat = S W^T + b.
+def _forward_cases(gen, *, shapes):
+    return [_forward_case(gen, N, d, h, label=f"N, d, h = {N}, {d}, {h}") for N, d, h in shapes]
+
+
+def _forward_edges():
+    gen = _gen(202)
+    return [
+        _forward_case(gen, 5, 4, 4, label="square V and W (d = h)"),
+        _forward_case(gen, 1, 6, 9, label="a single sample, N = 1, more units than pixels (h > d)"),
+        _forward_case(gen, 4, 5, 3, shift=-50.0, label="every unit dead (c very negative): S = 0, X_hat = b"),
+        _forward_case(gen, 6, 3, 5, shift=5.0, label="every unit active (c large): no entry is clipped"),
+    ]
+
+
+check_ae_forward = Check(
+    "ae_forward", _ref_ae_forward, _forward_cases, _forward_edges,
+    compare=tuple_close("X_hat", "S", rtol=1e-6, atol=1e-9), mistakes=_FORWARD_MISTAKES,
+    options=dict(shapes=((7, 6, 4), (3, 5, 8))),
+    doc="""Check ``ae_forward(X, V, c, W, b) -> (X_hat, S)``: S = max(0, X V^T + c), X_hat = S W^T + b.
 
     ``shapes`` holds (N, d, h); some codes come out 0 in every case (the encoder biases
-    have both signs).
-    """
-    cases = []
-    for seed in seeds:
-        gen = _gen(seed)
-        for N, d, h in shapes:
-            cases.append(_forward_case(gen, N, d, h, label=f"seed {seed}, N, d, h = {N}, {d}, {h}"))
-    if edge_cases:
-        gen = _gen(202)
-        cases += [
-            _forward_case(gen, 5, 4, 4, label="square V and W (d = h)"),
-            _forward_case(gen, 1, 6, 9, label="a single sample, N = 1, more units than pixels (h > d)"),
-            _forward_case(gen, 4, 5, 3, shift=-50.0, label="every unit dead (c very negative): S = 0, X_hat = b"),
-            _forward_case(gen, 6, 3, 5, shift=5.0, label="every unit active (c large): no entry is clipped"),
-        ]
-    __tracebackhide__ = True
-    check_function(fn, _ref_ae_forward, cases, name="ae_forward", compare=tuple_close("X_hat", "S", rtol=1e-6, atol=1e-9),
-                   mistakes=_FORWARD_MISTAKES, limit=limit, part=_part(part, edge_cases))
+    have both signs).""")

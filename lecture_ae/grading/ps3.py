@@ -28,23 +28,13 @@ import torch.nn.functional as F
 
 from .. import metrics as _metrics
 from ..models import unet as _unet
-from .checks import Case, Mistake, check_function, compare_scalars, compare_tensors
+from .checks import Case, Check, Mistake, compare_scalars, compare_tensors
+from .inputs import F64 as _F64
+from .inputs import gen as _gen
+from .inputs import mask as _mask
+from .inputs import randn as _randn
 
 __all__ = ["check_crop_and_concat", "check_iou"]
-
-_F64 = torch.float64
-
-
-def _gen(seed: int) -> torch.Generator:
-    return torch.Generator().manual_seed(int(seed))
-
-
-def _randn(gen, *shape):
-    return torch.randn(*shape, generator=gen, dtype=_F64)
-
-
-def _part(part, edge_cases):
-    return part or ("hidden" if edge_cases else "visible")
 
 
 # ------------------------------------------------------------------ crop_and_concat
@@ -99,12 +89,13 @@ _CC_MISTAKES = [
 ]
 
 
-def _cc_shape_hint(got, skip_shape, x_shape) -> str:
+def _cc_shape_hint(got, expected, ctx) -> str:
     """What a result of the wrong shape suggests, from the shapes of the inputs."""
     if not isinstance(got, torch.Tensor) or got.dim() != 4:
         return ""
-    N, Cs, Hs, Ws = skip_shape
-    _, Cx, H, W = x_shape
+    skip, x = ctx.case.args
+    N, Cs, Hs, Ws = skip.shape
+    _, Cx, H, W = x.shape
     n, c, h, w = got.shape
     if (h, w) == (Hs, Ws) and (h, w) != (H, W):
         return ("your result has the shortcut's height and width; the result has x's H x W: crop skip to x's "
@@ -119,51 +110,40 @@ def _cc_shape_hint(got, skip_shape, x_shape) -> str:
     return ""
 
 
-def check_crop_and_concat(fn, *, seeds=(0,), shapes=((2, 3, 9, 10, 3, 6, 6), (1, 2, 8, 8, 5, 8, 8), (2, 4, 12, 7, 2, 8, 4)),
-                          edge_cases=False, limit=None, part=None):
-    """Check ``crop_and_concat(skip, x)``; ``shapes`` are (N, C_s, H_s, W_s, C_x, H, W).
+def _ref_crop_and_concat(skip, x):
+    return _unet.crop_and_concat(skip, x)
 
-    The comparison is exact (a crop and a concatenation change no value).
-    """
-    inputs: dict[int, tuple] = {}  # id(expected result) -> (skip shape, x shape), the current case only
 
-    def crop_and_concat(skip, x):  # the reference, with the student's signature
-        out = _unet.crop_and_concat(skip, x)
-        inputs.clear()
-        inputs[id(out)] = (tuple(skip.shape), tuple(x.shape))
-        return out
+def _cc_cases(gen, *, shapes):
+    return [Case((_randn(gen, N, Cs, Hs, Ws), _randn(gen, N, Cx, H, W)),
+                 label=f"skip of shape {(N, Cs, Hs, Ws)}, x of shape {(N, Cx, H, W)}")
+            for N, Cs, Hs, Ws, Cx, H, W in shapes]
 
-    def compare(got, expected, what):
-        problem = compare_tensors(got, expected, rtol=0.0, atol=0.0, what=what)
-        if problem is not None and id(expected) in inputs:
-            hint = _cc_shape_hint(got, *inputs[id(expected)])
-            if hint:
-                problem += "\nlikely mistake: " + hint
-        return problem
 
-    cases = []
-    for seed in seeds:
-        gen = _gen(seed)
-        for N, Cs, Hs, Ws, Cx, H, W in shapes:
-            cases.append(Case((_randn(gen, N, Cs, Hs, Ws), _randn(gen, N, Cx, H, W)),
-                              label=f"seed {seed}, skip of shape {(N, Cs, Hs, Ws)}, x of shape {(N, Cx, H, W)}"))
-    if edge_cases:
-        gen = _gen(77)
+def _cc_edges():
+    gen = _gen(77)
 
-        def case(N, Cs, Hs, Ws, Cx, H, W, label):
-            return Case((_randn(gen, N, Cs, Hs, Ws), _randn(gen, N, Cx, H, W)), label=label)
+    def case(N, Cs, Hs, Ws, Cx, H, W, label):
+        return Case((_randn(gen, N, Cs, Hs, Ws), _randn(gen, N, Cx, H, W)), label=label)
 
-        cases += [
-            case(1, 64, 136, 136, 64, 104, 104, "the original U-Net's last level: 136 x 136 cropped to 104 x 104"),
-            case(3, 2, 5, 5, 1, 4, 4, "one extra row and column: they are dropped at the bottom and the right"),
-            case(2, 1, 7, 9, 3, 1, 1, "x is a single pixel: the centre pixel of skip"),
-            case(1, 3, 11, 6, 2, 4, 6, "only the height differs (by 7, odd)"),
-            case(2, 2, 8, 13, 3, 8, 8, "only the width differs (by 5, odd)"),
-            case(2, 5, 6, 6, 5, 6, 6, "equal sizes: nothing to crop"),
-        ]
-    __tracebackhide__ = True
-    check_function(fn, crop_and_concat, cases, name="crop_and_concat", compare=compare, mistakes=_CC_MISTAKES,
-                   limit=limit, part=_part(part, edge_cases))
+    return [
+        case(1, 64, 136, 136, 64, 104, 104, "the original U-Net's last level: 136 x 136 cropped to 104 x 104"),
+        case(3, 2, 5, 5, 1, 4, 4, "one extra row and column: they are dropped at the bottom and the right"),
+        case(2, 1, 7, 9, 3, 1, 1, "x is a single pixel: the centre pixel of skip"),
+        case(1, 3, 11, 6, 2, 4, 6, "only the height differs (by 7, odd)"),
+        case(2, 2, 8, 13, 3, 8, 8, "only the width differs (by 5, odd)"),
+        case(2, 5, 6, 6, 5, 6, 6, "equal sizes: nothing to crop"),
+    ]
+
+
+check_crop_and_concat = Check(
+    "crop_and_concat", _ref_crop_and_concat, _cc_cases, _cc_edges,
+    compare=lambda got, expected, ctx: compare_tensors(got, expected, rtol=0.0, atol=0.0, what=ctx.what),
+    mistakes=_CC_MISTAKES, hints=[_cc_shape_hint],
+    options=dict(shapes=((2, 3, 9, 10, 3, 6, 6), (1, 2, 8, 8, 5, 8, 8), (2, 4, 12, 7, 2, 8, 4))),
+    doc="""Check ``crop_and_concat(skip, x)``; ``shapes`` are (N, C_s, H_s, W_s, C_x, H, W).
+
+    The comparison is exact (a crop and a concatenation change no value).""")
 
 
 # ------------------------------------------------------------------------------ IoU
@@ -250,14 +230,10 @@ def _is_nan(value) -> bool:
         return False
 
 
-def _iou_compare(got, expected, what):
+def _iou_compare(got, expected, ctx):
     if _is_nan(got) and _is_nan(expected):  # the reference is never NaN: only a mistake's result matches here
         return None
-    return compare_scalars(got, expected, rtol=1e-6, atol=1e-9, what=what)
-
-
-def _mask(gen, shape, density):
-    return (torch.rand(*shape, generator=gen) < density).to(_F64)
+    return compare_scalars(got, expected, rtol=1e-6, atol=1e-9, what=ctx if isinstance(ctx, str) else ctx.what)
 
 
 def _probabilities(gen, target, *, sharpness=1.5, bias=-0.4):
@@ -271,45 +247,46 @@ def _probabilities(gen, target, *, sharpness=1.5, bias=-0.4):
     return torch.where(p == THRESHOLD, torch.full_like(p, 0.49), p)
 
 
-def check_iou(fn, *, seeds=(0,), shapes=((4, 1, 8, 8), (3, 1, 5, 7)), densities=(0.4, 0.3), edge_cases=False,
-              limit=None, part=None):
-    """Check ``iou(pred, target) -> one number``.
+def _iou_cases(gen, *, shapes, densities):
+    cases = []
+    for k, shape in enumerate(shapes):
+        T = _mask(gen, shape, densities[k % len(densities)])
+        if k == 0:
+            cases.append(Case((_probabilities(gen, T), T),
+                              label=f"pred: probabilities of shape {tuple(shape)}, target: 0/1 mask"))
+        else:
+            cases.append(Case((_mask(gen, shape, 0.35), T), label=f"0/1 masks of shape {tuple(shape)}"))
+    return cases
+
+
+def _iou_edges():
+    gen = _gen(88)
+    T = _mask(gen, (2, 1, 6, 6), 0.4)
+    zeros = torch.zeros(2, 1, 4, 4, dtype=_F64)
+    big = _mask(gen, (3, 1, 20, 20), 0.3)
+    low = torch.rand(1, 1, 4, 4, generator=gen, dtype=_F64) * 0.4 + 0.05
+    T4 = T[:1, :, :4, :4].clone()
+    T4[0, 0, 0, 0] = 1.0
+    return [
+        Case((T.clone(), T.clone()), label="pred equals target: IoU 1"),
+        Case((T.clone(), 1 - T), label="disjoint masks: IoU 0"),
+        Case((zeros, zeros.clone()), label="both masks empty: IoU 1"),
+        Case((low, T4), label="every probability is below 0.5: nothing is predicted, IoU 0"),
+        Case((big.bool(), _mask(gen, (3, 1, 20, 20), 0.35).bool()), label="bool masks"),
+        Case((torch.tensor([1.0, 1.0, 0.0, 0.0, 1.0], dtype=_F64), torch.tensor([1.0, 0.0, 1.0, 0.0, 1.0], dtype=_F64)),
+             label="1-D masks: intersection 2, union 4"),
+        Case((_mask(gen, (2, 1, 6, 6), 0.05), _mask(gen, (2, 1, 6, 6), 0.9)), label="small prediction, large target"),
+        Case((_probabilities(gen, big, sharpness=0.5, bias=-0.5).float(), big.float()),
+             label="float32 probabilities, mostly below 0.5"),
+    ]
+
+
+check_iou = Check(
+    "iou", _ref_iou, _iou_cases, _iou_edges, compare=_iou_compare, mistakes=_IOU_MISTAKES,
+    options=dict(shapes=((4, 1, 8, 8), (3, 1, 5, 7)), densities=(0.4, 0.3)),
+    doc="""Check ``iou(pred, target) -> one number``.
 
     Every seed gives, for the first shape, predicted probabilities against a 0/1 target,
     and for the others 0/1 predictions (``densities`` are the targets' fractions of
-    foreground).  ``edge_cases`` adds equal, disjoint and empty masks, bools, 1-D masks,
-    probabilities all below 0.5 and float32 probabilities.
-    """
-    cases = []
-    for seed in seeds:
-        gen = _gen(seed)
-        for k, shape in enumerate(shapes):
-            T = _mask(gen, shape, densities[k % len(densities)])
-            if k == 0:
-                cases.append(Case((_probabilities(gen, T), T),
-                                  label=f"seed {seed}, pred: probabilities of shape {tuple(shape)}, target: 0/1 mask"))
-            else:
-                cases.append(Case((_mask(gen, shape, 0.35), T), label=f"seed {seed}, 0/1 masks of shape {tuple(shape)}"))
-    if edge_cases:
-        gen = _gen(88)
-        T = _mask(gen, (2, 1, 6, 6), 0.4)
-        zeros = torch.zeros(2, 1, 4, 4, dtype=_F64)
-        big = _mask(gen, (3, 1, 20, 20), 0.3)
-        low = torch.rand(1, 1, 4, 4, generator=gen, dtype=_F64) * 0.4 + 0.05
-        T4 = T[:1, :, :4, :4].clone()
-        T4[0, 0, 0, 0] = 1.0
-        cases += [
-            Case((T.clone(), T.clone()), label="pred equals target: IoU 1"),
-            Case((T.clone(), 1 - T), label="disjoint masks: IoU 0"),
-            Case((zeros, zeros.clone()), label="both masks empty: IoU 1"),
-            Case((low, T4), label="every probability is below 0.5: nothing is predicted, IoU 0"),
-            Case((big.bool(), _mask(gen, (3, 1, 20, 20), 0.35).bool()), label="bool masks"),
-            Case((torch.tensor([1.0, 1.0, 0.0, 0.0, 1.0], dtype=_F64), torch.tensor([1.0, 0.0, 1.0, 0.0, 1.0], dtype=_F64)),
-                 label="1-D masks: intersection 2, union 4"),
-            Case((_mask(gen, (2, 1, 6, 6), 0.05), _mask(gen, (2, 1, 6, 6), 0.9)), label="small prediction, large target"),
-            Case((_probabilities(gen, big, sharpness=0.5, bias=-0.5).float(), big.float()),
-                 label="float32 probabilities, mostly below 0.5"),
-        ]
-    __tracebackhide__ = True
-    check_function(fn, _ref_iou, cases, name="iou", compare=_iou_compare, mistakes=_IOU_MISTAKES, limit=limit,
-                   part=_part(part, edge_cases))
+    foreground). ``edge_cases`` adds equal, disjoint and empty masks, bools, 1-D masks,
+    probabilities all below 0.5 and float32 probabilities.""")

@@ -41,19 +41,11 @@ import math
 import torch
 
 from ..tasks import anomaly as _anomaly
-from .checks import Case, Mistake, check_function, compare_tensors, scalar_close, tensor_close
+from .checks import Case, Check, Mistake, compare_tensors, scalar_close, tensor_close
+from .inputs import F64 as _F64
+from .inputs import gen as _gen
 
 __all__ = ["check_anomaly_map", "check_image_score", "check_choose_threshold", "check_flag_defects"]
-
-_F64 = torch.float64
-
-
-def _gen(seed: int) -> torch.Generator:
-    return torch.Generator().manual_seed(int(seed))
-
-
-def _part(part, edge_cases):
-    return part or ("hidden" if edge_cases else "visible")
 
 
 def _images(gen, N, C, H, W):
@@ -91,28 +83,30 @@ _MAP_MISTAKES = [
 ]
 
 
-def check_anomaly_map(fn, *, seeds=(0,), shapes=((2, 3, 5, 4), (3, 1, 6, 6)), edge_cases=False, limit=None,
-                      part=None):
-    """Check ``anomaly_map(x, x_hat)`` on random images of the (N, C, H, W) ``shapes`` (values in [0, 1))."""
+def _map_cases(gen, *, shapes):
     cases = []
-    for seed in seeds:
-        gen = _gen(seed)
-        for shape in shapes:
-            x, x_hat = _images(gen, *shape), _images(gen, *shape)
-            cases.append(Case((x, x_hat), label=f"seed {seed}, x and x_hat of shape {tuple(shape)}"))
-    if edge_cases:
-        gen = _gen(77)
-        x = _images(gen, 2, 2, 3, 3)
-        cases += [
-            Case((x, x.clone()), label="a perfect reconstruction: the map is 0"),
-            Case((_images(gen, 1, 3, 1, 7), _images(gen, 1, 3, 1, 7)), label="a single image, one row high"),
-            Case((_images(gen, 4, 2, 8, 5), torch.zeros(4, 2, 8, 5, dtype=_F64)), label="x_hat = 0"),
-            Case((_images(gen, 3, 4, 4, 4), 3 * _images(gen, 3, 4, 4, 4) - 1),
-                 label="C = N = H = W: a reconstruction that overshoots [0, 1] (errors above 1)"),
-        ]
-    __tracebackhide__ = True
-    check_function(fn, _ref_anomaly_map, cases, name="anomaly_map", compare=tensor_close(1e-6, 1e-9),
-                   mistakes=_MAP_MISTAKES, limit=limit, part=_part(part, edge_cases))
+    for shape in shapes:
+        x, x_hat = _images(gen, *shape), _images(gen, *shape)
+        cases.append(Case((x, x_hat), label=f"x and x_hat of shape {tuple(shape)}"))
+    return cases
+
+
+def _map_edges():
+    gen = _gen(77)
+    x = _images(gen, 2, 2, 3, 3)
+    return [
+        Case((x, x.clone()), label="a perfect reconstruction: the map is 0"),
+        Case((_images(gen, 1, 3, 1, 7), _images(gen, 1, 3, 1, 7)), label="a single image, one row high"),
+        Case((_images(gen, 4, 2, 8, 5), torch.zeros(4, 2, 8, 5, dtype=_F64)), label="x_hat = 0"),
+        Case((_images(gen, 3, 4, 4, 4), 3 * _images(gen, 3, 4, 4, 4) - 1),
+             label="C = N = H = W: a reconstruction that overshoots [0, 1] (errors above 1)"),
+    ]
+
+
+check_anomaly_map = Check(
+    "anomaly_map", _ref_anomaly_map, _map_cases, _map_edges, compare=tensor_close(1e-6, 1e-9), mistakes=_MAP_MISTAKES,
+    options=dict(shapes=((2, 3, 5, 4), (3, 1, 6, 6))),
+    doc="Check ``anomaly_map(x, x_hat)`` on random images of the (N, C, H, W) ``shapes`` (values in [0, 1)).")
 
 
 # ----------------------------------------------------------------------------- image_score
@@ -158,51 +152,52 @@ _SCORE_MISTAKES = [
 ]
 
 
-def _scores_close(got, expected, what):
-    problem = compare_tensors(got, expected, rtol=1e-6, atol=1e-9, what=what)
-    if problem and isinstance(got, torch.Tensor) and got.numel() == 1 and expected.numel() > 1:
-        problem += (f"\nyou return one number for the whole batch of {expected.numel()} maps: take the k largest "
-                    "values of each image separately (topk along dim=1 of amap.reshape(N, -1)), one score per image")
-    return problem
+def _one_score_for_the_batch(got, expected, ctx):
+    if isinstance(got, torch.Tensor) and got.numel() == 1 and expected.numel() > 1:
+        return ("you return one number for the whole batch of maps: take the k largest values of each image "
+                "separately (topk along dim=1 of amap.reshape(N, -1)), one score per image")
+    return None
 
 
-def check_image_score(fn, *, seeds=(0,), shapes=((3, 15, 15), (2, 9, 14)), fractions=(0.05, None),
-                      edge_cases=False, limit=None, part=None):
-    """Check ``image_score(amap, fraction=0.01)`` (``None`` in ``fractions``: the default is used).
-
-    Every seed, shape and fraction gives one case with non-negative random maps.
-    """
+def _score_cases(gen, *, shapes, fractions):
     cases = []
-    for seed in seeds:
-        gen = _gen(seed)
-        for N, H, W in shapes:
-            for fr in fractions:
-                amap = torch.rand(N, H, W, generator=gen, dtype=_F64) ** 3
-                where = f"seed {seed}, amap of shape {(N, H, W)}"
-                if fr is None:
-                    k = math.ceil(0.01 * H * W)
-                    cases.append(Case((amap,), label=f"{where}, default fraction = 0.01 (k = {k})"))
-                else:
-                    k = math.ceil(fr * H * W)
-                    cases.append(Case((amap,), {"fraction": fr}, label=f"{where}, fraction = {fr} (k = {k})"))
-    if edge_cases:
-        gen = _gen(88)
-        tied = torch.zeros(2, 4, 4, dtype=_F64)
-        tied[0, 0, :3] = 1.0
-        cases += [
-            Case((torch.rand(2, 8, 8, generator=gen, dtype=_F64),), {"fraction": 1.0},
-                 label="fraction = 1: the mean of the whole map"),
-            Case((torch.rand(3, 10, 10, generator=gen, dtype=_F64),), {"fraction": 0.001},
-                 label="a tiny fraction: k = 1, the maximum"),
-            Case((torch.rand(2, 6, 10, generator=gen, dtype=_F64),), {"fraction": 0.25}, label="H != W, k = 15"),
-            Case((tied,), {"fraction": 0.25}, label="ties: the k = 4 largest values of a map with three 1s"),
-            Case((torch.rand(1, 64, 64, generator=gen, dtype=_F64),), label="one 64 x 64 map, default fraction (k = 41)"),
-            Case((torch.rand(5, 1, 30, generator=gen, dtype=_F64) * 10,), {"fraction": 0.1},
-                 label="maps one row high, k = 3"),
-        ]
-    __tracebackhide__ = True
-    check_function(fn, _ref_image_score, cases, name="image_score", compare=_scores_close,
-                   mistakes=_SCORE_MISTAKES, limit=limit, part=_part(part, edge_cases))
+    for N, H, W in shapes:
+        for fr in fractions:
+            amap = torch.rand(N, H, W, generator=gen, dtype=_F64) ** 3
+            where = f"amap of shape {(N, H, W)}"
+            if fr is None:
+                k = math.ceil(0.01 * H * W)
+                cases.append(Case((amap,), label=f"{where}, default fraction = 0.01 (k = {k})"))
+            else:
+                k = math.ceil(fr * H * W)
+                cases.append(Case((amap,), {"fraction": fr}, label=f"{where}, fraction = {fr} (k = {k})"))
+    return cases
+
+
+def _score_edges():
+    gen = _gen(88)
+    tied = torch.zeros(2, 4, 4, dtype=_F64)
+    tied[0, 0, :3] = 1.0
+    return [
+        Case((torch.rand(2, 8, 8, generator=gen, dtype=_F64),), {"fraction": 1.0},
+             label="fraction = 1: the mean of the whole map"),
+        Case((torch.rand(3, 10, 10, generator=gen, dtype=_F64),), {"fraction": 0.001},
+             label="a tiny fraction: k = 1, the maximum"),
+        Case((torch.rand(2, 6, 10, generator=gen, dtype=_F64),), {"fraction": 0.25}, label="H != W, k = 15"),
+        Case((tied,), {"fraction": 0.25}, label="ties: the k = 4 largest values of a map with three 1s"),
+        Case((torch.rand(1, 64, 64, generator=gen, dtype=_F64),), label="one 64 x 64 map, default fraction (k = 41)"),
+        Case((torch.rand(5, 1, 30, generator=gen, dtype=_F64) * 10,), {"fraction": 0.1},
+             label="maps one row high, k = 3"),
+    ]
+
+
+check_image_score = Check(
+    "image_score", _ref_image_score, _score_cases, _score_edges, compare=tensor_close(1e-6, 1e-9),
+    mistakes=_SCORE_MISTAKES, hints=[_one_score_for_the_batch],
+    options=dict(shapes=((3, 15, 15), (2, 9, 14)), fractions=(0.05, None)),
+    doc="""Check ``image_score(amap, fraction=0.01)`` (``None`` in ``fractions``: the default is used).
+
+    Every seed, shape and fraction gives one case with non-negative random maps.""")
 
 
 # ------------------------------------------------------------------------- choose_threshold
@@ -251,38 +246,37 @@ _THRESHOLD_MISTAKES = [
 ]
 
 
-def check_choose_threshold(fn, *, seeds=(0,), sizes=(40, 27), max_fprs=(0.05, 0.1), edge_cases=False,
-                           limit=None, part=None):
-    """Check ``choose_threshold(scores_good_val, max_fpr=0.05)`` on random scores of the given sizes.
-
-    Every seed gives one case per size (``max_fprs`` in turn) and one with the default ``max_fpr``.
-    """
+def _threshold_cases(gen, *, sizes, max_fprs):
     cases = []
-    for seed in seeds:
-        gen = _gen(seed)
-        for k, n in enumerate(sizes):
-            s = torch.rand(n, generator=gen, dtype=_F64) * 2 + 0.5
-            fpr = max_fprs[k % len(max_fprs)]
-            cases.append(Case((s,), {"max_fpr": fpr},
-                              label=f"seed {seed}, n = {n} scores, max_fpr = {fpr} (m = {math.floor(fpr * n)})"))
-        s = torch.rand(sizes[0], generator=gen, dtype=_F64)
-        cases.append(Case((s,), label=f"seed {seed}, n = {sizes[0]} scores, default max_fpr = 0.05 "
-                                      f"(m = {math.floor(0.05 * sizes[0])})"))
-    if edge_cases:
-        gen = _gen(99)
-        cases += [
-            Case((torch.rand(10, generator=gen, dtype=_F64),), {"max_fpr": 0.0}, label="max_fpr = 0: the largest score"),
-            Case((torch.rand(7, generator=gen, dtype=_F64),), {"max_fpr": 0.1}, label="n = 7, max_fpr = 0.1: m = 0"),
-            Case((torch.tensor([1.0, 3.0, 3.0, 3.0, 2.0, 0.5, 2.5, 0.1], dtype=_F64),), {"max_fpr": 0.25},
-                 label="ties: m = 2, the third largest of 3, 3, 3, 2.5, ..."),
-            Case((torch.rand(33, generator=gen, dtype=_F64),), {"max_fpr": 0.5}, label="n = 33, max_fpr = 0.5: m = 16"),
-            Case((torch.rand(1, generator=gen, dtype=_F64),), {"max_fpr": 0.3}, label="a single validation score"),
-            Case((torch.randn(60, generator=gen, dtype=_F64) - 5,), {"max_fpr": 0.15},
-                 label="negative scores, n = 60, max_fpr = 0.15: m = 9"),
-        ]
-    __tracebackhide__ = True
-    check_function(fn, _ref_choose_threshold, cases, name="choose_threshold", compare=scalar_close(1e-9, 1e-12),
-                   mistakes=_THRESHOLD_MISTAKES, limit=limit, part=_part(part, edge_cases))
+    for k, n in enumerate(sizes):
+        s = torch.rand(n, generator=gen, dtype=_F64) * 2 + 0.5
+        fpr = max_fprs[k % len(max_fprs)]
+        cases.append(Case((s,), {"max_fpr": fpr}, label=f"n = {n} scores, max_fpr = {fpr} (m = {math.floor(fpr * n)})"))
+    s = torch.rand(sizes[0], generator=gen, dtype=_F64)
+    cases.append(Case((s,), label=f"n = {sizes[0]} scores, default max_fpr = 0.05 (m = {math.floor(0.05 * sizes[0])})"))
+    return cases
+
+
+def _threshold_edges():
+    gen = _gen(99)
+    return [
+        Case((torch.rand(10, generator=gen, dtype=_F64),), {"max_fpr": 0.0}, label="max_fpr = 0: the largest score"),
+        Case((torch.rand(7, generator=gen, dtype=_F64),), {"max_fpr": 0.1}, label="n = 7, max_fpr = 0.1: m = 0"),
+        Case((torch.tensor([1.0, 3.0, 3.0, 3.0, 2.0, 0.5, 2.5, 0.1], dtype=_F64),), {"max_fpr": 0.25},
+             label="ties: m = 2, the third largest of 3, 3, 3, 2.5, ..."),
+        Case((torch.rand(33, generator=gen, dtype=_F64),), {"max_fpr": 0.5}, label="n = 33, max_fpr = 0.5: m = 16"),
+        Case((torch.rand(1, generator=gen, dtype=_F64),), {"max_fpr": 0.3}, label="a single validation score"),
+        Case((torch.randn(60, generator=gen, dtype=_F64) - 5,), {"max_fpr": 0.15},
+             label="negative scores, n = 60, max_fpr = 0.15: m = 9"),
+    ]
+
+
+check_choose_threshold = Check(
+    "choose_threshold", _ref_choose_threshold, _threshold_cases, _threshold_edges, compare=scalar_close(1e-9, 1e-12),
+    mistakes=_THRESHOLD_MISTAKES, options=dict(sizes=(40, 27), max_fprs=(0.05, 0.1)),
+    doc="""Check ``choose_threshold(scores_good_val, max_fpr=0.05)`` on random scores of the given sizes.
+
+    Every seed gives one case per size (``max_fprs`` in turn) and one with the default ``max_fpr``.""")
 
 
 # ----------------------------------------------------------------------------- flag_defects
@@ -348,7 +342,8 @@ def _flag_case(gen, n_val, n_test, max_fpr, *, label, kw=True):
     return Case((val, test), {"max_fpr": max_fpr} if kw else {}, label=label)
 
 
-def _flags_equal(got, expected, what):
+def _flags_equal(got, expected, ctx):
+    what = ctx if isinstance(ctx, str) else ctx.what
     if isinstance(got, (float, int)) or (isinstance(got, torch.Tensor) and got.dim() == 0):
         return (f"{what} returned a single number (the threshold?); return one flag per test image, "
                 "the boolean tensor scores_test > t")
@@ -359,35 +354,35 @@ def _flags_equal(got, expected, what):
     return compare_tensors(got, expected, rtol=0.0, atol=0.0, what=what)
 
 
-def check_flag_defects(fn, *, seeds=(0,), sizes=((40, 12), (20, 10)), max_fprs=(0.1, 0.25), edge_cases=False,
-                       limit=None, part=None):
-    """Check ``flag_defects(scores_val, scores_test, max_fpr=0.05)``: ``scores_test > choose_threshold(...)``.
+def _flag_cases(gen, *, sizes, max_fprs):
+    cases = []
+    for k, (n_val, n_test) in enumerate(sizes):
+        fpr = max_fprs[k % len(max_fprs)]
+        cases.append(_flag_case(gen, n_val, n_test, fpr, label=f"{n_val} validation and {n_test} test scores, "
+                                                              f"max_fpr = {fpr}"))
+    n_val, n_test = sizes[0]
+    cases.append(_flag_case(gen, n_val, n_test, 0.05, kw=False,
+                            label=f"{n_val} validation and {n_test} test scores, default max_fpr = 0.05"))
+    return cases
+
+
+def _flag_edges():
+    gen = _gen(111)
+    low = torch.rand(12, generator=gen, dtype=_F64)
+    return [
+        _flag_case(gen, 30, 15, 0.3, label="max_fpr = 0.3, n_val = 30: m = 9"),
+        _flag_case(gen, 10, 9, 0.0, label="max_fpr = 0: the threshold is the largest validation score"),
+        _flag_case(gen, 50, 3, 0.05, label="three test scores"),
+        Case((torch.full((10,), 1.5, dtype=_F64), low), {"max_fpr": 0.1}, label="every test score below the threshold: no flag"),
+        Case((low, low + 2), {"max_fpr": 0.1}, label="every test score above the threshold: all flagged"),
+    ]
+
+
+check_flag_defects = Check(
+    "flag_defects", _ref_flag_defects, _flag_cases, _flag_edges, compare=_flags_equal, mistakes=_FLAG_MISTAKES,
+    options=dict(sizes=((40, 12), (20, 10)), max_fprs=(0.1, 0.25)),
+    doc="""Check ``flag_defects(scores_val, scores_test, max_fpr=0.05)``: ``scores_test > choose_threshold(...)``.
 
     ``sizes`` holds (n_val, n_test); each seed and size gives a case with a ``max_fpr`` of
-    ``max_fprs`` (in turn), and each seed one with the default.  The student's function may
-    (and should) call the student's ``choose_threshold``.
-    """
-    cases = []
-    for seed in seeds:
-        gen = _gen(seed)
-        for k, (n_val, n_test) in enumerate(sizes):
-            fpr = max_fprs[k % len(max_fprs)]
-            cases.append(_flag_case(gen, n_val, n_test, fpr,
-                                    label=f"seed {seed}, {n_val} validation and {n_test} test scores, max_fpr = {fpr}"))
-        n_val, n_test = sizes[0]
-        cases.append(_flag_case(gen, n_val, n_test, 0.05, kw=False, label=f"seed {seed}, {n_val} validation and "
-                                f"{n_test} test scores, default max_fpr = 0.05"))
-    if edge_cases:
-        gen = _gen(111)
-        low = torch.rand(12, generator=gen, dtype=_F64)
-        cases += [
-            _flag_case(gen, 30, 15, 0.3, label="max_fpr = 0.3, n_val = 30: m = 9"),
-            _flag_case(gen, 10, 9, 0.0, label="max_fpr = 0: the threshold is the largest validation score"),
-            _flag_case(gen, 50, 3, 0.05, label="three test scores"),
-            Case((torch.full((10,), 1.5, dtype=_F64), low), {"max_fpr": 0.1},
-                 label="every test score below the threshold: no flag"),
-            Case((low, low + 2), {"max_fpr": 0.1}, label="every test score above the threshold: all flagged"),
-        ]
-    __tracebackhide__ = True
-    check_function(fn, _ref_flag_defects, cases, name="flag_defects", compare=_flags_equal,
-                   mistakes=_FLAG_MISTAKES, limit=limit, part=_part(part, edge_cases))
+    ``max_fprs`` (in turn), and each seed one with the default. The student's function may
+    (and should) call the student's ``choose_threshold``.""")
