@@ -62,10 +62,28 @@ c.CourseDirectory.ignore = [
 c.Autograde.exclude_overwriting = {}
 
 # The option nbgrader 0.9.6 honours: its Execute preprocessor (nbgrader/preprocessors/execute.py)
-# redefines `timeout` (default 30 s) and interrupts the kernel on timeout, so a cell that loops
-# forever gets a CellTimeoutError and the remaining cells still run.
+# redefines `timeout` (default 30 s); our TrustedExecute below inherits it: a cell of the kernel pass
+# that runs longer is stopped (the kernel is started again) and the remaining cells still run.
 c.Execute.timeout = int(os.environ.get("NBGRADER_EXECUTE_TIMEOUT", "120"))
 c.Execute.interrupt_on_timeout = True
+
+# Trusted autograding (lecture_ae/grading/autograde.py): nbgrader's Execute step is replaced. The
+# notebook runs in a sandboxed kernel (bubblewrap: no course folder, no gradebook, no network) with
+# the hidden tests removed, for the outputs and plots; the scores come from the trusted grader, which
+# runs the source's test cells (hidden parts included) in nbgrader's own process against the
+# student's functions answering from a second sandboxed process. SaveAutoGrades then records those
+# scores as usual. Without bubblewrap, grading stops with the command to install it, unless
+# LECTURE_AE_NO_SANDBOX=1 (no isolation: every file the instructor can read is readable).
+c.Autograde.autograde_preprocessors = [
+    "lecture_ae.grading.autograde.TrustedExecute",
+    "nbgrader.preprocessors.IgnorePattern",
+    "nbconvert.preprocessors.ClearMetadataPreprocessor",
+    "nbgrader.preprocessors.LimitOutput",
+    "nbgrader.preprocessors.SaveAutoGrades",
+    "nbgrader.preprocessors.AssignLatePenalties",
+    "nbgrader.preprocessors.CheckCellMetadata",
+]
+c.TrustedExecute.report_directory = os.path.join("grading", "trusted")
 
 # grades.csv goes under grading/ (git-ignored) as well.
 c.CsvExportPlugin.to = os.path.join(_grading, "grades.csv")

@@ -146,3 +146,41 @@ def assert_grades_csv(run: CourseRun, scores: dict, default: float = 0) -> None:
     assert set(rows) == set(run.students)
     for sid in run.students:
         assert float(rows[sid]["raw_score"]) == scores.get(sid, default), (sid, rows[sid])
+
+
+def assert_hostile_corpus(run: CourseRun, s, students: dict, fingerprint_before: dict) -> None:
+    """The corpus of tests/hostile.py: exact scores, nothing hidden in what students get back, no file of
+    the course or the package changed, every other student graded."""
+    from hostile import expected_scores, hidden_lines, package_fingerprint
+
+    for sid, score in expected_scores(s, students).items():
+        st = run.students[sid]
+        assert st.autograded, f"{sid} was not autograded:\n{run.log('autograde')[-3000:]}"
+        got = {gid: c.score for gid, c in st.tests().items()}
+        assert st.test_score == score, (sid, got, {gid: c.output[-600:] for gid, c in st.tests().items()})
+    secrets = hidden_lines(s) + ["BEGIN HIDDEN TESTS", "BEGIN SOLUTION", "WROTE THE GRADEBOOK", "WROTE THE PACKAGE",
+                                 "WROTE INTO TORCH"]
+    for sid, st in run.students.items():
+        graded = run.root / "grading" / "autograded" / sid / run.assignment / f"{run.assignment}.ipynb"
+        texts = {"feedback": " ".join(st.feedback_text.split())}
+        if graded.exists():
+            texts["autograded notebook"] = graded.read_text()
+        for where, text in texts.items():
+            for secret in secrets:
+                assert secret not in text, f"{sid}: {secret!r} in the {where}"
+        for gid, cell in st.tests().items():  # a hidden part's message shows no input or value
+            if "hidden check" in cell.output and " failed." in cell.output:
+                hidden_part = cell.output[cell.output.index("hidden check"):]
+                for word in ("  input:", "  expected:", "  got:", "  difference:"):
+                    assert word not in hidden_part, f"{sid}/{gid}: {word!r} in a hidden message:\n{cell.output}"
+    assert package_fingerprint() == fingerprint_before, "a submission changed the installed package"
+    from nbgrader.api import Gradebook
+
+    with Gradebook("sqlite:///" + str(run.root / "grading" / "gradebook.db"), course_id="lecture_ae") as gb:
+        for sub in gb.find_assignment(run.assignment).submissions:
+            for nb in sub.notebooks:
+                for g in nb.grades:
+                    assert not g.extra_credit, f"{sub.student_id} has extra credit on {g.name}"
+    st = run.students["ipython_hooks"]
+    assert any("score set by the trusted grader" in c.output for c in st.tests().values()), \
+        "the kernel's run (checks turned into pass) and the trusted verdict differ: the output must say so"

@@ -11,8 +11,10 @@ import shutil
 import pytest
 
 from lecture_ae.grading.pipeline import REPO_ROOT, chain, fill_from_source, grade_submissions, replace_solution
+import hostile
 from nbgrader_harness import (
     assert_full_marks,
+    assert_hostile_corpus,
     assert_loses_points,
     assert_reference_callers_score_zero,
     assert_release_hides,
@@ -25,8 +27,9 @@ from nbgrader_harness import (
 A = "ps1_sparse_coding"
 POINTS = {"test_soft_threshold": 2, "test_l1_objective": 2, "test_ista": 3, "test_update_dictionary": 2}
 SOLUTION = fill_from_source(A)
-EXECUTE_TIMEOUT = 60  # s per cell in the test course (default 120); generous: a busy CI machine is slow
+EXECUTE_TIMEOUT = 40  # s per cell in the test course (default 120); generous: a busy CI machine is slow
 CHECK_LIMIT = 8  # s per call of a student's function (default 10)
+SPEC = hostile.spec(A)
 
 
 def _student(**cells):
@@ -99,7 +102,7 @@ WRONG = {
 }
 
 LOOPS = _student(
-    # a top-level infinite loop: nbgrader's Execute timeout interrupts the cell
+    # a top-level infinite loop: the cell is stopped (in the kernel and in the trusted grader's child)
     soft_threshold="while True:\n    pass\n\ndef soft_threshold(x, lam):\n    return torch.sign(x) * torch.clamp(x.abs() - lam, min=0)",
     # an infinite loop inside the function: the check's time limit stops it
     ista="def ista(X, W, lam, n_iter, step=None):\n    S = torch.zeros(X.shape[0], W.shape[1], dtype=X.dtype)\n"
@@ -133,7 +136,22 @@ CHEATER_FILES = {
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
+def course_root(tmp_path_factory):
+    return tmp_path_factory.mktemp("course")
+
+
+@pytest.fixture(scope="module")
+def corpus(course_root):
+    return hostile.hostile_students(SPEC, course_root)
+
+
+@pytest.fixture(scope="module")
+def fingerprint():
+    return hostile.package_fingerprint()
+
+
+@pytest.fixture(scope="module")
+def run(course_root, corpus, fingerprint):
     submissions = {
         "solution": SOLUTION,
         "release": None,
@@ -144,12 +162,14 @@ def run(tmp_path_factory):
         "corrupt": None,
     }
     submissions.update(wrong_students(_student, WRONG))
+    submissions.update(corpus)
     return grade_submissions(
         A,
         submissions,
-        root=tmp_path_factory.mktemp("course"),
+        root=course_root,
         timeout=EXECUTE_TIMEOUT,
         check_time_limit=CHECK_LIMIT,
+        env={"LECTURE_AE_CELL_TIME_LIMIT": str(EXECUTE_TIMEOUT)},
         extra_files={"cheater": CHEATER_FILES, "corrupt": {f"{A}.ipynb": "{ this is not a notebook"}},
         source_files={"instructor_notes.py": "REFERENCE = 'do not hand out'\n"},
     )
@@ -193,9 +213,9 @@ def test_infinite_loops_are_stopped_and_the_other_parts_graded(run):
     st = run.students["loops"]
     assert st.autograded
     assert st.cells["test_soft_threshold"].score == 0
-    # nbclient logs the timeout it applies: the course's Execute.timeout, not nbgrader's default of 30 s
-    assert f"Timeout waiting for execute reply ({EXECUTE_TIMEOUT}s)" in run.log("autograde")
-    assert "CellTimeoutError" in (run.root / "grading" / "autograded" / "loops" / A / f"{A}.ipynb").read_text()
+    # the kernel pass stops the cell after the course's Execute.timeout (not nbgrader's default of 30 s)
+    graded = (run.root / "grading" / "autograded" / "loops" / A / f"{A}.ipynb").read_text()
+    assert f"did not finish within {EXECUTE_TIMEOUT} s" in graded
     assert_loses_points(run, "loops", "test_ista", "did not finish within the time limit")
     assert st.cells["test_l1_objective"].score == 2 and st.cells["test_update_dictionary"].score == 2
 
@@ -216,18 +236,25 @@ def test_calling_the_reference_scores_zero_and_submitted_code_files_are_not_used
 
 
 def test_broken_submissions_do_not_cost_the_others_their_grades(run):
-    # nbgrader reports the submissions it could not grade (exit status 1) and records everyone else
+    # nbgrader reports the submission it could not read (exit status 1) and records everyone else; a
+    # kernel killed by the notebook is started again, so that submission is graded (its l1_objective
+    # cell ends the process before the function is defined: 9 - 2 points)
     log = run.log("autograde")
     assert run.logs["autograde"].returncode != 0
-    assert "kills_kernel" in log and "corrupt" in log
+    assert "corrupt" in log
+    assert not run.students["corrupt"].autograded
     rows = {r["student_id"]: r for r in run.grades_csv}
     assert set(rows) == set(run.students)
-    expected = {"solution": 9, "release": 0, "loops": 4, "raises": 5, "cheater": 0}
+    expected = {"solution": 9, "release": 0, "loops": 4, "raises": 5, "cheater": 0, "kills_kernel": 7}
     for sid, score in expected.items():
         assert float(rows[sid]["raw_score"]) == score, (sid, rows[sid])
         assert run.students[sid].test_score == score
     for k in range(3):
         assert run.students[f"wrong_{k + 1}"].autograded
+
+
+def test_hostile_submissions_earn_nothing_and_see_no_hidden_test(run, corpus, fingerprint):
+    assert_hostile_corpus(run, SPEC, corpus, fingerprint)
 
 
 def test_config_layout_timeout_and_database(tmp_path, monkeypatch):

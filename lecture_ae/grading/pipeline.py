@@ -325,7 +325,7 @@ def grade_submissions(
                 csv_rows = list(csv.DictReader(fh))
 
     students = {sid: StudentGrades(sid) for sid in submissions}
-    _read_gradebook(root, assignment, [p.stem for p in notebooks], students)
+    _read_gradebook(gradebook_url(root, environ), assignment, [p.stem for p in notebooks], students)
     tests = set()
     for src in sorted((root / "solutions" / assignment).glob("*.ipynb")):
         for cell in read_notebook(src).cells:
@@ -341,11 +341,11 @@ def grade_submissions(
                     gid = cell.metadata.get("nbgrader", {}).get("grade_id")
                     if gid in st.cells:
                         st.cells[gid].output = _cell_output(cell)
+            fb = root / "grading" / "feedback" / sid / assignment / (nb_path.stem + ".html")
+            if fb.exists():  # once per notebook, this student's own
+                st.feedback_text += html_to_text(fb.read_text(encoding="utf-8"))
         for gid, c in st.cells.items():
             c.is_test = gid in tests
-            fb = root / "grading" / "feedback" / sid / assignment / (nb_path.stem + ".html")
-            if fb.exists():
-                st.feedback_text += html_to_text(fb.read_text(encoding="utf-8"))
     return CourseRun(root=root, assignment=assignment, students=students, logs=logs, seconds=seconds,
                      grades_csv=csv_rows)
 
@@ -355,10 +355,16 @@ def _write(path: Path, content) -> None:
     path.write_bytes(content.encode() if isinstance(content, str) else content)
 
 
-def _read_gradebook(root: Path, assignment: str, notebook_names, students: dict[str, StudentGrades]) -> None:
+def gradebook_url(root, env: Mapping[str, str] | None = None) -> str:
+    """The gradebook the course at ``root`` uses: ``NBGRADER_DB_URL`` of ``env``, else its SQLite file
+    (as ``nbgrader_config.py`` decides)."""
+    url = (env if env is not None else os.environ).get("NBGRADER_DB_URL")
+    return url or "sqlite:///" + str(Path(root) / "grading" / "gradebook.db")
+
+
+def _read_gradebook(url: str, assignment: str, notebook_names, students: dict[str, StudentGrades]) -> None:
     from nbgrader.api import Gradebook, MissingEntry
 
-    url = "sqlite:///" + str(root / "grading" / "gradebook.db")
     with Gradebook(url, course_id="lecture_ae") as gb:
         for sid, st in students.items():
             for name in notebook_names:
