@@ -5,7 +5,10 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-__all__ = ["defect_gallery", "anomaly_figure", "score_histograms", "GREY", "HEAT", "OUTLINE"]
+from .style import COLUMN_WIDTH, MIN_FONT_PT
+
+__all__ = ["defect_gallery", "defect_galleries", "anomaly_figure", "score_histograms", "threshold_histograms",
+           "GREY", "HEAT", "OUTLINE"]
 
 GREY = "gray"  # images
 HEAT = "inferno"  # anomaly maps
@@ -51,16 +54,11 @@ def _off(ax):
     ax.set_yticks([])
 
 
-def defect_gallery(images, masks, defects, *, title=None, per_type: int = 1, size: float = 1.6):
-    """One good tile and ``per_type`` tiles of each defect type, with the ground-truth outline.
-
-    ``images`` (N, [1,] H, W), ``masks`` the same shape, ``defects`` the type of each image
-    (``"good"`` or the defect name).
-    """
-    images = _stack(images, "images")
-    masks = _stack(masks, "masks", len(images), images.shape[-2:])
+def _gallery_picks(images, masks, defects, per_type, name=""):
+    images = _stack(images, f"{name}images")
+    masks = _stack(masks, f"{name}masks", len(images), images.shape[-2:])
     if isinstance(defects, str) or len(list(defects)) != len(images):
-        raise ValueError(f"defects must name the type of each of the {len(images)} images")
+        raise ValueError(f"{name}defects must name the type of each of the {len(images)} images")
     defects = [str(d) for d in defects]
     if isinstance(per_type, bool) or not isinstance(per_type, (int, np.integer)) or per_type < 1:
         raise ValueError(f"per_type must be a positive integer; got {per_type!r}")
@@ -68,24 +66,70 @@ def defect_gallery(images, masks, defects, *, title=None, per_type: int = 1, siz
     picks = []
     for t in types:
         picks += [i for i, d in enumerate(defects) if d == t][: (1 if t == "good" else per_type)]
-    fig, axes = plt.subplots(1, len(picks), figsize=(size * len(picks), size * 1.15), squeeze=False)
+    return images, masks, defects, picks
+
+
+def _gallery_tile(ax, image, mask, title):
+    ax.imshow(_grey(image), cmap=GREY, vmin=0, vmax=1)
+    _outline(ax, mask)
+    ax.set_title(title)
+    _off(ax)
+
+
+def defect_gallery(images, masks, defects, *, title=None, per_type: int = 1, size: float | None = None):
+    """One good tile and ``per_type`` tiles of each defect type, with the ground-truth outline.
+
+    ``images`` (N, [1,] H, W), ``masks`` the same shape, ``defects`` the type of each image
+    (``"good"`` or the defect name).  ``size``: the side of a tile in inches (default: as large
+    as the book's column allows, at most 1.6).
+    """
+    images, masks, defects, picks = _gallery_picks(images, masks, defects, per_type)
+    size = min(1.6, COLUMN_WIDTH / len(picks)) if size is None else float(size)
+    fig, axes = plt.subplots(1, len(picks), figsize=(size * len(picks), size * 1.15 + (0.35 if title else 0)),
+                             squeeze=False, layout="constrained")
     for ax, i in zip(axes[0], picks):
-        ax.imshow(_grey(images[i]), cmap=GREY, vmin=0, vmax=1)
-        _outline(ax, masks[i])
-        ax.set_title(defects[i], fontsize=9)
-        _off(ax)
+        _gallery_tile(ax, images[i], masks[i], defects[i])
     if title:
-        fig.suptitle(title, fontsize=11)
-    fig.tight_layout()
+        fig.suptitle(title)
+    return fig
+
+
+def defect_galleries(galleries: dict, *, per_type: int = 1):
+    """:func:`defect_gallery` of several data sets, one row each: name -> (images, masks, defects).
+
+    The name labels its row; every row shows one good tile and ``per_type`` tiles per defect type.
+    """
+    if not isinstance(galleries, dict) or not galleries:
+        raise ValueError("galleries must map at least one name to (images, masks, defects)")
+    rows = []
+    for name, value in galleries.items():
+        if not isinstance(value, (tuple, list)) or len(value) != 3:
+            raise ValueError(f"galleries[{name!r}] must be (images, masks, defects)")
+        rows.append((name, *_gallery_picks(*value, per_type, name=f"galleries[{name!r}]: ")))
+    ncols = max(len(r[-1]) for r in rows)
+    size = min(1.6, (COLUMN_WIDTH - 0.3) / ncols)
+    fig, axes = plt.subplots(len(rows), ncols, figsize=(size * ncols + 0.3, (size + 0.3) * len(rows)),
+                             squeeze=False, layout="constrained")
+    for r, (name, images, masks, defects, picks) in enumerate(rows):
+        for c, ax in enumerate(axes[r]):
+            if c < len(picks):
+                i = picks[c]
+                _gallery_tile(ax, images[i], masks[i], defects[i])
+            else:
+                ax.axis("off")
+        axes[r, 0].set_ylabel(name)
     return fig
 
 
 def anomaly_figure(X, X_hat, amap, masks, *, index=None, labels=None, map_name="squared error", vmax=None,
-                   row_titles=None, title=None, size: float = 2.0):
+                   row_titles=None, title=None, size: float | None = None, map_label=None):
     """The lecture's figure: input, reconstruction, error heatmap, and the input with the ground-truth outline.
 
     One row per image in ``index`` (default: all).  The heatmaps share one colour scale
     (``vmax``, default the 99.5th percentile of the shown maps) and one colour bar.
+    ``size``: the side of one image in inches (default: four images and the colour bar fill
+    the book's column).  ``map_name`` goes into the heat maps' column title, keep it short
+    (``"L2"``); ``map_label`` names the colour bar (default: ``map_name``).
     """
     X = _stack(X, "X")
     X_hat = _stack(X_hat, "X_hat")
@@ -101,11 +145,13 @@ def anomaly_figure(X, X_hat, amap, masks, *, index=None, labels=None, map_name="
     shown = amap[index]
     vmax = float(np.percentile(shown, 99.5)) if vmax is None else float(vmax)
     n = len(index)
+    left, gap, foot = 0.35, 0.05, 0.65  # inches: row titles, between images, colour bar below
+    size = (COLUMN_WIDTH - left - 0.05 - 3 * gap) / 4 if size is None else float(size)
     head = 0.75 if title else 0.4
-    width, height = 4 * size + 0.9, n * size + head + 0.1
+    width, height = left + 4 * size + 3 * gap + 0.05, n * size + (n - 1) * gap + head + foot
     fig, axes = plt.subplots(n, 4, figsize=(width, height), squeeze=False)
-    fig.subplots_adjust(left=0.3 / width, right=1 - 0.85 / width, bottom=0.05 / height, top=1 - head / height,
-                        wspace=0.05, hspace=0.08)
+    fig.subplots_adjust(left=left / width, right=1 - 0.05 / width, bottom=foot / height, top=1 - head / height,
+                        wspace=gap / size, hspace=gap / size)
     cols = ["input $x$", r"reconstruction $\hat x$", f"anomaly map ({map_name})", "ground truth"]
     im = None
     for r, i in enumerate(index):
@@ -119,21 +165,22 @@ def anomaly_figure(X, X_hat, amap, masks, *, index=None, labels=None, map_name="
         for ax in a:
             _off(ax)
         if row_titles is not None:
-            a[0].set_ylabel(row_titles[r], fontsize=9)
+            a[0].set_ylabel(row_titles[r])
         elif labels is not None:
-            a[0].set_ylabel(str(labels[i]), fontsize=9)
+            a[0].set_ylabel(str(labels[i]))
     for c, ax in enumerate(axes[0]):
-        ax.set_title(cols[c], fontsize=10)
-    top, bottom = axes[0, 3].get_position(), axes[-1, 3].get_position()
-    cax = fig.add_axes([bottom.x1 + 0.12 / width, bottom.y0, 0.12 / width, top.y1 - bottom.y0])
-    cbar = fig.colorbar(im, cax=cax)
-    cbar.set_label(map_name)
+        ax.set_title(cols[c], fontsize=MIN_FONT_PT)
+    # one horizontal colour bar under the heat-map and ground-truth columns, its name to its left
+    first, last = axes[-1, 2].get_position(), axes[-1, 3].get_position()
+    cax = fig.add_axes([first.x0, 0.22 / height, last.x1 - first.x0, 0.13 / height])
+    fig.colorbar(im, cax=cax, orientation="horizontal")
+    cax.set_ylabel(map_name if map_label is None else map_label, rotation=0, ha="right", va="center", labelpad=8)
     if title:
-        fig.suptitle(title, y=1 - 0.1 / height, fontsize=12)
+        fig.suptitle(title, y=1 - 0.1 / height)
     return fig
 
 
-def score_histograms(scores, labels, *, threshold=None, ax=None, title=None, bins: int = 20):
+def score_histograms(scores, labels, *, threshold=None, ax=None, title=None, bins: int = 20, legend: bool = True):
     """Histograms of the image scores of good (0) and defective (1) test images, with the threshold."""
     s, y = _np(scores).ravel(), _np(labels).ravel()
     if len(s) != len(y) or len(s) == 0:
@@ -142,13 +189,30 @@ def score_histograms(scores, labels, *, threshold=None, ax=None, title=None, bin
         raise ValueError("labels must be 0 (good) or 1 (defective)")
     y = y.astype(bool)
     if ax is None:
-        fig, ax = plt.subplots(figsize=(5, 3))
+        fig, ax = plt.subplots(figsize=(COLUMN_WIDTH * 0.75, 3.2), layout="constrained")
     edges = np.histogram_bin_edges(s, bins=bins)
     ax.hist(s[~y], bins=edges, alpha=0.65, color="#1f77b4", label="good")
     ax.hist(s[y], bins=edges, alpha=0.65, color="#d62728", label="defective")
     if threshold is not None:
         ax.axvline(threshold, color="k", ls="--", lw=1.2, label="threshold")
     ax.set(xlabel="image score", ylabel="test images", title=title or "Image scores")
-    ax.legend(frameon=False, fontsize=8)
-    ax.figure.tight_layout()
+    if legend:
+        ax.legend(frameon=False)
     return ax
+
+
+def threshold_histograms(panels: dict, *, bins: int = 20):
+    """:func:`score_histograms` side by side, one legend below: title -> (scores, labels, threshold)."""
+    if not isinstance(panels, dict) or not panels:
+        raise ValueError("panels must map at least one title to (scores, labels, threshold)")
+    for name, value in panels.items():
+        if not isinstance(value, (tuple, list)) or len(value) != 3:
+            raise ValueError(f"panels[{name!r}] must be (scores, labels, threshold)")
+    n = len(panels)
+    fig, axes = plt.subplots(1, n, figsize=(COLUMN_WIDTH, 3.3), squeeze=False, layout="constrained")
+    for k, (ax, (name, (scores, labels, threshold))) in enumerate(zip(axes[0], panels.items())):
+        score_histograms(scores, labels, threshold=threshold, ax=ax, title=name, bins=bins, legend=False)
+        if k:
+            ax.set_ylabel("")
+    fig.legend(*axes[0, 0].get_legend_handles_labels(), loc="outside lower center", ncols=3, frameon=False)
+    return fig
