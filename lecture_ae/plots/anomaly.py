@@ -5,6 +5,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
+from ._args import mapping
 from .style import COLUMN_WIDTH, MIN_FONT_PT
 
 __all__ = ["defect_gallery", "defect_galleries", "anomaly_figure", "score_histograms", "threshold_histograms",
@@ -99,8 +100,7 @@ def defect_galleries(galleries: dict, *, per_type: int = 1):
 
     The name labels its row; every row shows one good tile and ``per_type`` tiles per defect type.
     """
-    if not isinstance(galleries, dict) or not galleries:
-        raise ValueError("galleries must map at least one name to (images, masks, defects)")
+    mapping(galleries, "galleries", "name to (images, masks, defects)")
     rows = []
     for name, value in galleries.items():
         if not isinstance(value, (tuple, list)) or len(value) != 3:
@@ -203,8 +203,7 @@ def score_histograms(scores, labels, *, threshold=None, ax=None, title=None, bin
 
 def threshold_histograms(panels: dict, *, bins: int = 20):
     """:func:`score_histograms` side by side, one legend below: title -> (scores, labels, threshold)."""
-    if not isinstance(panels, dict) or not panels:
-        raise ValueError("panels must map at least one title to (scores, labels, threshold)")
+    mapping(panels, "panels", "title to (scores, labels, threshold)")
     for name, value in panels.items():
         if not isinstance(value, (tuple, list)) or len(value) != 3:
             raise ValueError(f"panels[{name!r}] must be (scores, labels, threshold)")

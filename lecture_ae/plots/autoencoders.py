@@ -7,6 +7,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
+from ._args import known_keys, mapping
 from .style import COLUMN_WIDTH
 
 __all__ = [
@@ -108,12 +109,8 @@ def filter_panels(panels: dict, image_shape, *, dead=None, ncols=None, stacked=F
     Side by side, or one above the other with ``stacked=True``; ``dead`` maps a title to
     the dead-unit mask of that panel.  Returns the figure.
     """
-    if not isinstance(panels, dict) or not panels:
-        raise ValueError("panels must map at least one title to filters (h, H*W)")
-    dead = dead or {}
-    unknown = set(dead) - set(panels)
-    if unknown:
-        raise ValueError(f"dead names panels that are not given: {sorted(unknown)}")
+    mapping(panels, "panels", "title to filters (h, H*W)")
+    dead = known_keys(dead, panels, "dead", "panels")
     n = len(panels)
     if stacked:
         h = max(_np(F).shape[0] for F in panels.values())
@@ -133,8 +130,7 @@ def filter_panels(panels: dict, image_shape, *, dead=None, ncols=None, stacked=F
 
 def activation_rate_bars(rates: dict, *, ax=None, title="How often each unit fires"):
     """Sorted activation rates of the units (label -> (h,) rates), one line of bars per model; dead units at 0."""
-    if not isinstance(rates, dict) or not rates:
-        raise ValueError("rates must map at least one model name to its units' activation rates (h,)")
+    mapping(rates, "rates", "model name to its units' activation rates (h,)")
     if ax is None:
         _, ax = plt.subplots(figsize=(COLUMN_WIDTH, 3.2), layout="constrained")
     width = 0.8 / len(rates)
@@ -153,8 +149,7 @@ def activation_rate_bars(rates: dict, *, ax=None, title="How often each unit fir
 
 def training_curves(histories: dict, *, ax=None, title="Training", log=True):
     """Training (dashed) and validation (solid) loss per epoch of several :class:`~lecture_ae.train.History`."""
-    if not isinstance(histories, dict) or not histories:
-        raise ValueError("histories must map at least one model name to its training History")
+    mapping(histories, "histories", "model name to its training History")
     if ax is None:
         _, ax = plt.subplots(figsize=(COLUMN_WIDTH, 3.4), layout="constrained")
     for k, (label, h) in enumerate(histories.items()):

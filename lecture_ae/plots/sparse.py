@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from .._checks import as_tensor
+from ._args import known_keys, mapping
 from .style import COLUMN_WIDTH
 
 __all__ = [
@@ -31,8 +32,7 @@ def _np(x):
 
 def _named_series(series, name: str) -> dict:
     """``series`` (label -> 1-D sequence of numbers) checked: non-empty, finite numbers."""
-    if not isinstance(series, dict) or not series:
-        raise ValueError(f"{name} must map at least one label to a sequence of numbers")
+    mapping(series, name, "label to a sequence of numbers")
     out = {}
     for label, values in series.items():
         v = np.asarray(_np(values), dtype=float).ravel()
@@ -82,12 +82,8 @@ def atom_grids(dictionaries, patch_shape, *, orders=None, ncols=None):
 
     ``orders`` maps a name to the order of its atoms (default: as they are).
     """
-    if not isinstance(dictionaries, dict) or not dictionaries:
-        raise ValueError("dictionaries must map at least one name to a dictionary W (d, h)")
-    orders = orders or {}
-    unknown = set(orders) - set(dictionaries)
-    if unknown:
-        raise ValueError(f"orders names dictionaries that are not given: {sorted(unknown)}")
+    mapping(dictionaries, "dictionaries", "name to a dictionary W (d, h)")
+    orders = known_keys(orders, dictionaries, "orders", "dictionaries")
     n = len(dictionaries)
     fig, axes = plt.subplots(1, n, figsize=(COLUMN_WIDTH, COLUMN_WIDTH / n + 0.5), squeeze=False,
                              layout="constrained")
@@ -107,8 +103,7 @@ def toy_sweep(X, runs, *, lims=None, ncols: int = 3):
     X = _np(as_tensor(X, "X", ndim=2, shape="(N, 2)"))
     if X.shape[1] != 2:
         raise ValueError(f"X must have shape (N, 2); got {X.shape}")
-    if not isinstance(runs, dict) or not runs:
-        raise ValueError("runs must map at least one lambda to a (W, S) pair")
+    mapping(runs, "runs", "lambda to a (W, S) pair")
     if isinstance(ncols, bool) or not isinstance(ncols, int) or ncols < 1:
         raise ValueError(f"ncols must be a positive integer; got {ncols!r}")
     lams = list(runs)
@@ -190,8 +185,7 @@ def learning_curves(runs, *, ylim=None):
     ``runs`` maps a label to a :class:`~lecture_ae.sparse.DictionaryLearningResult`; the
     legend goes below both panels.  ``ylim`` = (low, high) zooms both panels.
     """
-    if not isinstance(runs, dict) or not runs:
-        raise ValueError("runs must map at least one label to a dictionary-learning result")
+    mapping(runs, "runs", "label to a dictionary-learning result")
     for label, res in runs.items():
         if not all(hasattr(res, a) for a in ("objective", "seconds", "samples_seen")):
             raise ValueError(f"runs[{label!r}] must have objective, seconds and samples_seen")

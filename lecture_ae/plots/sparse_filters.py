@@ -6,6 +6,7 @@ import numpy as np
 import torch
 
 from .._checks import as_tensor
+from ._args import mapping
 from .sparse import atom_grid
 from .style import COLUMN_WIDTH
 
@@ -174,8 +175,7 @@ def topographic_map(W, grid, patch_shape=None, *, ax=None, title=None):
 
 def topographic_maps(dictionaries, grid, patch_shape=None):
     """:func:`topographic_map` of several dictionaries (name -> W (d, h)), side by side."""
-    if not isinstance(dictionaries, dict) or not dictionaries:
-        raise ValueError("dictionaries must map at least one name to a dictionary W (d, h)")
+    mapping(dictionaries, "dictionaries", "name to a dictionary W (d, h)")
     n = len(dictionaries)
     fig, axes = plt.subplots(1, n, figsize=(COLUMN_WIDTH, COLUMN_WIDTH / n + 0.45), squeeze=False,
                              layout="constrained")
@@ -229,8 +229,8 @@ def similarity_by_distance_curves(results, *, ax=None, title="similarity against
 
 def similarity_figure(neighbours, by_distance):
     """:func:`similarity_bars` (left) and :func:`similarity_by_distance_curves` (right) in one figure."""
-    if not isinstance(neighbours, dict) or not neighbours or not isinstance(by_distance, dict) or not by_distance:
-        raise ValueError("neighbours and by_distance must map at least one dictionary name to its results")
+    mapping(neighbours, "neighbours", "dictionary name to its results")
+    mapping(by_distance, "by_distance", "dictionary name to its results")
     fig, (a, b) = plt.subplots(1, 2, figsize=(COLUMN_WIDTH, 3.6), layout="constrained")
     similarity_bars(neighbours, ax=a, title="neighbours vs other pairs")
     similarity_by_distance_curves(by_distance, ax=b, title="by distance on the grid")
