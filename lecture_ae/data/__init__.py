@@ -17,6 +17,7 @@ _EXPORTS = {
     "mvtec": ["DEFECT_TYPES", "MVTEC_ENV", "TEXTURES", "MVTecSplits", "TextureSet", "add_defect", "load_mvtec",
               "make_texture_set", "mvtec_categories", "texture_dataset", "write_mvtec"],
     "cells": ["CellSplits", "cell_splits", "load_isbi_cells", "make_cells"],
+    "crops": ["highpass", "image_crops"],
 }
 _MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
 

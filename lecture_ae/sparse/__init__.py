@@ -1,4 +1,7 @@
-"""Sparse coding: codes, objectives, encoders (ISTA, FISTA, IHT) and dictionary learning."""
+"""Sparse coding: codes, objectives, encoders (ISTA, FISTA, IHT, exact certified codes) and dictionary learning.
+
+Every solver runs the one proximal-gradient loop of :mod:`.proximal`.
+"""
 from .coding import (
     IndexValueCodes,
     fista,
@@ -6,6 +9,7 @@ from .coding import (
     iht,
     ista,
     l0_objective,
+    l1_duality_gap,
     l1_objective,
     lipschitz_constant,
     per_sample_error,
@@ -16,6 +20,7 @@ from .coding import (
     storage_bits,
     to_index_value,
 )
+from .exact import LassoResult, lasso, solve_on_support
 from .dictionary import (
     DictionaryLearningResult,
     batch_dictionary_learning,
@@ -32,6 +37,10 @@ __all__ = [
     "iht",
     "ista",
     "l0_objective",
+    "l1_duality_gap",
+    "lasso",
+    "LassoResult",
+    "solve_on_support",
     "l1_objective",
     "lipschitz_constant",
     "per_sample_error",

@@ -64,13 +64,19 @@ def update_dictionary(X, S, eta) -> torch.Tensor:
 
 
 def init_dictionary(X, h, *, seed=0, device=None) -> torch.Tensor:
-    """h atoms drawn from random rows of X, scaled to unit norm (random unit vectors for all-zero rows)."""
+    """h atoms drawn from distinct random rows of X (without replacement), scaled to unit norm.
+
+    All-zero rows, and the atoms beyond N when h > N, are random unit vectors instead.  (Drawn
+    with replacement, a dictionary could hold the same atom twice: a degenerate dictionary on
+    which the codes are not unique.)
+    """
     X = as_tensor(X, "X", ndim=2, shape="(N, d)", device=device)
     h = check_int(h, "h")
     gen = make_generator(seed)
     N, d = X.shape
-    idx = torch.randint(N, (h,), generator=gen)
-    W = X[idx.to(X.device)].T.clone()  # (d, h)
+    idx = torch.randperm(N, generator=gen)[:h]
+    W = torch.zeros(d, h, dtype=X.dtype, device=X.device)
+    W[:, : idx.numel()] = X[idx.to(X.device)].T
     noise = torch.randn(d, h, generator=gen, dtype=X.dtype).to(X.device)
     norms = torch.linalg.vector_norm(W, dim=0)
     W = torch.where(norms > 1e-12, W, noise)

@@ -39,7 +39,8 @@ import torch
 
 from .._checks import as_tensor, check_int, check_scalar
 from ..runtime import get_device, make_generator, progress
-from .coding import _check_problem, _lipschitz_from_gram
+from .coding import _check_problem, _check_start, _lipschitz_from_gram
+from .proximal import Smooth, accelerated_proximal_gradient, identity_prox
 from .dictionary import DictionaryLearningResult, _unit_norm_step, init_dictionary
 
 __all__ = [
@@ -166,31 +167,15 @@ def topographic_fista(
         t = 1.0 / L if L > 0 else 1.0
     else:
         t = check_scalar(step, "step", low=0.0, low_inclusive=False)
-    if S0 is None:
-        S = torch.zeros(X.shape[0], W.shape[1], dtype=X.dtype, device=X.device)
-    else:
-        S = as_tensor(S0, "S0", ndim=2, shape="(N, h)", device=X.device).to(X.dtype).clone()
-        if S.shape != (X.shape[0], W.shape[1]):
-            raise ValueError(f"S0 must have shape (N, h) = {(X.shape[0], W.shape[1])}; got {tuple(S.shape)}")
-    Y, tk, hist = S.clone(), 1.0, []
-    f_S = _per_sample(X, W, S, lam, M, eps)
-    for _ in range(n_iter):
-        Z = Y - t * (2.0 * (Y @ G - B) + lam * _pen_grad(Y, M, eps))
-        t_next = 0.5 * (1.0 + math.sqrt(1.0 + 4.0 * tk * tk))
-        if monotone:
-            f_Z = _per_sample(X, W, Z, lam, M, eps)
-            better = (f_Z <= f_S)[:, None]
-            S_new = torch.where(better, Z, S)
-            f_S = torch.minimum(f_Z, f_S)
-            Y = S_new + (tk / t_next) * (Z - S_new) + ((tk - 1.0) / t_next) * (S_new - S)
-        else:
-            S_new = Z
-            Y = S_new + ((tk - 1.0) / t_next) * (S_new - S)
-            if history:
-                f_S = _per_sample(X, W, S_new, lam, M, eps)
-        S, tk = S_new, t_next
-        if history:
-            hist.append(float(f_S.mean()))
+    S = _check_start(S0, X.shape[0], W.shape[1], X)
+    def smooth(Xr, Br):  # reconstruction error + lam P_eps: the prox of the loop is the identity
+        return Smooth(lambda Y: 2.0 * (Y @ G - Br) + lam * _pen_grad(Y, M, eps),
+                      lambda Y: _per_sample(Xr, W, Y, lam, M, eps),
+                      lambda Y, t_: Y - t_ * (2.0 * (Y @ G - Br) + lam * _pen_grad(Y, M, eps)))
+
+    res = accelerated_proximal_gradient(smooth(X, B), identity_prox(), S, t, n_iter, monotone=monotone,
+                                        history=history)
+    S, hist = res.S, res.history
     return (S, hist) if history else S
 
 

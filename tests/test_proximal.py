@@ -1,0 +1,192 @@
+"""The one proximal-gradient loop, the duality-gap certificate and the exact codes (sparse.lasso)."""
+import math
+import warnings
+
+import pytest
+import torch
+from sklearn.decomposition import sparse_encode
+
+from lecture_ae import sparse as sp
+from lecture_ae.data import image_patches
+from lecture_ae.sparse import proximal
+from test_sparse_coding import _lasso_problem as _random_problem  # tests/test_sparse_coding.py
+
+
+@pytest.fixture(scope="module")
+def patches():
+    X = image_patches("camera", n=300, seed=1, dtype=torch.float64)
+    return X, sp.init_dictionary(X, 64, seed=0)
+
+
+def _lars(X, W, lam):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return torch.as_tensor(sparse_encode(X.numpy(), W.T.numpy(), algorithm="lasso_lars", alpha=lam / 2))
+
+
+def test_ista_is_plain_ista_bit_for_bit():
+    # the ps1 autograder compares students' ISTA with the reference: n_iter plain steps from S = 0
+    X, W = _random_problem(seed=1)
+    G, B = W.T @ W, X @ W
+    t = 1.0 / sp.lipschitz_constant(W)
+    S = torch.zeros(X.shape[0], W.shape[1], dtype=torch.float64)
+    for _ in range(37):
+        S = sp.soft_threshold(S - t * 2.0 * (S @ G - B), 0.1 * t)
+    assert torch.equal(sp.ista(X, W, 0.1, 37), S)
+
+
+def test_fista_is_the_classical_loop_without_tol():
+    X, W = _random_problem(seed=2)
+    G, B = W.T @ W, X @ W
+    t = 1.0 / sp.lipschitz_constant(W)
+    S = torch.zeros(X.shape[0], W.shape[1], dtype=torch.float64)
+    Y, tk = S.clone(), 1.0
+    for _ in range(50):
+        Z = sp.soft_threshold(Y - t * 2.0 * (Y @ G - B), 0.1 * t)
+        t_next = 0.5 * (1.0 + math.sqrt(1.0 + 4.0 * tk * tk))
+        Y, S, tk = Z + (tk - 1.0) / t_next * (Z - S), Z, t_next
+    torch.testing.assert_close(sp.fista(X, W, 0.1, 50), S, rtol=1e-12, atol=1e-12)
+
+
+def test_restart_and_gap_stopping_per_sample():
+    X, W = _random_problem(seed=3)
+    S, hist, gap = sp.fista(X, W, 0.1, n_iter=3000, tol=1e-9, history=True, return_gap=True)
+    assert float(gap.max()) <= 1e-9 and len(hist) < 3000  # every sample certified, early
+    assert hist[-1] == pytest.approx(float(sp.l1_objective(X, W, S, 0.1)), rel=1e-12)
+    torch.testing.assert_close(gap, sp.l1_duality_gap(X, W, S, 0.1))
+    # restart needs far fewer iterations than the classical FISTA to the same certificate
+    _, plain = sp.fista(X, W, 0.1, n_iter=300, restart=False, history=True)
+    _, restarted = sp.fista(X, W, 0.1, n_iter=300, restart=True, history=True)
+    best = hist[-1]
+    assert restarted[-1] - best < 1e-3 * (plain[-1] - best) + 1e-15
+    # n_iter stays the upper bound; the gap then says how far we are
+    S5, g5 = sp.fista(X, W, 0.1, n_iter=5, tol=1e-12, return_gap=True)
+    assert float(g5.max()) > 1e-12
+    assert float(sp.l1_objective(X, W, S5, 0.1)) - best <= float((g5 * sp.l1_objective(X, W, S5, 0.1)).max()) + 1e-12
+
+
+def test_duality_gap_bounds_the_suboptimality():
+    X, W = _random_problem(seed=4)
+    lam = 0.2
+    best = sp.lasso(X, W, lam).S
+    S = sp.ista(X, W, lam, 20)
+    P = sp.per_sample_error(X, W, S) + lam * S.abs().sum(1)
+    P_star = sp.per_sample_error(X, W, best) + lam * best.abs().sum(1)
+    gap = sp.l1_duality_gap(X, W, S, lam, relative=False)
+    assert bool((P - P_star <= gap + 1e-12).all()) and float(gap.min()) >= 0
+    assert float(sp.l1_duality_gap(X, W, best, lam).max()) <= 1e-10
+
+
+@pytest.mark.parametrize("lam", [0.05, 0.5])
+def test_lasso_exact_on_random_problems(lam):
+    X, W = _random_problem(seed=5)
+    res = sp.lasso(X, W, lam)
+    assert bool(res.converged.all()) and float(res.gap.max()) <= 1e-10
+    S_lars = _lars(X, W, lam)
+    torch.testing.assert_close(res.S, S_lars, rtol=0, atol=1e-8)
+    assert torch.equal(res.S != 0, S_lars.abs() > 1e-12)
+    assert float(sp.l1_objective(X, W, res.S, lam)) <= float(sp.l1_objective(X, W, S_lars, lam)) + 1e-13
+
+
+@pytest.mark.parametrize("lam", [0.1, 0.5])
+def test_lasso_exact_on_patches(patches, lam):
+    X, W = patches
+    res = sp.lasso(X, W, lam)
+    assert float(res.gap.max()) <= 1e-10
+    S_lars = _lars(X, W, lam)
+    # where LARS certifies itself to 1e-10, the codes agree to 1e-8; our objective is never worse
+    exact = sp.l1_duality_gap(X, W, S_lars, lam) <= 1e-10
+    assert float(exact.double().mean()) > 0.9
+    torch.testing.assert_close(res.S[exact], S_lars[exact], rtol=0, atol=1e-8)
+    assert float(sp.l1_objective(X, W, res.S, lam)) <= float(sp.l1_objective(X, W, S_lars, lam)) + 1e-13
+
+
+def test_lasso_against_spams_when_installed(patches):
+    spams = pytest.importorskip("spams")  # bench extra
+    import numpy as np
+
+    X, W = patches
+    A = spams.lasso(np.asfortranarray(X.numpy().T), D=np.asfortranarray(W.numpy()), lambda1=0.05, mode=2, lambda2=0.0)
+    S_spams = torch.as_tensor(A.toarray().T)
+    res = sp.lasso(X, W, 0.1)
+    exact = sp.l1_duality_gap(X, W, S_spams, 0.1) <= 1e-10
+    torch.testing.assert_close(res.S[exact], S_spams[exact], rtol=0, atol=1e-8)
+    assert float(sp.l1_objective(X, W, res.S, 0.1)) <= float(sp.l1_objective(X, W, S_spams, 0.1)) + 1e-13
+
+
+@pytest.mark.parametrize("kind", ["duplicate", "opposite", "zero", "collinear"])
+def test_degenerate_dictionaries_stay_certified(patches, kind):
+    X, W = patches
+    X = X[:150]
+    W = W.clone()
+    if kind == "duplicate":
+        W[:, 1] = W[:, 0]
+    elif kind == "opposite":
+        W[:, 1] = -W[:, 0]
+    elif kind == "zero":
+        W[:, 1] = 0.0
+    else:  # nearly collinear: cosine 1 - 5e-7
+        W[:, 1] = W[:, 0] + 1e-3 * torch.randn(W.shape[0], generator=torch.Generator().manual_seed(0),
+                                              dtype=torch.float64)
+        W[:, 1] /= torch.linalg.vector_norm(W[:, 1])
+    for lam in (0.1, 0.5):
+        res = sp.lasso(X, W, lam)
+        assert bool(res.converged.all()) and float(res.gap.max()) <= 1e-10
+        assert torch.isfinite(res.S).all()
+        assert float(sp.l1_objective(X, W, res.S, lam)) <= float(sp.l1_objective(X, W, _lars(X, W, lam), lam)) + 1e-13
+        _, g = sp.fista(X, W, lam, n_iter=4000, tol=1e-8, return_gap=True)  # FISTA's certificate holds there too
+        assert float(g.max()) <= 1e-8
+
+
+def test_init_dictionary_draws_distinct_rows():
+    X = torch.arange(40, dtype=torch.float64).reshape(20, 2) + 1.0
+    W = sp.init_dictionary(X, 20, seed=3)
+    cos = (W.T @ W).fill_diagonal_(0)
+    assert float(cos.max()) < 1 - 1e-9  # no atom twice
+    assert torch.equal(W, sp.init_dictionary(X, 20, seed=3))  # seeded
+    W30 = sp.init_dictionary(X, 30, seed=3)  # more atoms than rows: the rest are random unit vectors
+    torch.testing.assert_close(torch.linalg.vector_norm(W30, dim=0), torch.ones(30, dtype=torch.float64))
+
+
+def test_engine_options_on_a_tiny_problem():
+    # minimise ||s - c||^2 over the unit ball (per row) by projected gradient: the answer is c / max(|c|, 1)
+    c = torch.tensor([[3.0, 4.0], [0.3, 0.4]], dtype=torch.float64)
+    smooth = proximal.Smooth(lambda Y: 2.0 * (Y - c), lambda Y: ((Y - c) ** 2).sum(1))
+    for kw in ({}, {"restart": True}, {"monotone": True}, {"momentum": False}):
+        res = proximal.accelerated_proximal_gradient(smooth, proximal.ball_prox(1), torch.zeros_like(c), 0.25, 200,
+                                                     history=True, **kw)
+        torch.testing.assert_close(res.S, c / torch.linalg.vector_norm(c, dim=1, keepdim=True).clamp_min(1.0))
+        if kw.get("monotone") or kw.get("momentum") is False:
+            assert all(b <= a + 1e-15 for a, b in zip(res.history, res.history[1:]))
+    with pytest.raises(ValueError, match="backtrack"):
+        proximal.accelerated_proximal_gradient(smooth, proximal.ball_prox(1), c, 0.25, 5, backtrack=True)
+
+
+def test_csc_fista_stops_on_the_duality_gap():
+    from lecture_ae.sparse import convolutional as C
+
+    X = C.image_crops(("camera",), size=20, per_image=2, dtype=torch.float64)
+    W = C.init_filters(X, 4, 5, seed=0)
+    for adaptive in (False, True):
+        S = C.csc_fista(X, W, 0.3, 3000, tol=1e-6, adaptive_step=adaptive, boundary="circular")
+        R = C.conv_synthesis(W, S, "circular") - X
+        P, gap = C.coding._csc_gap_terms(X, S, R, lambda V: C.conv_adjoint(W, V, "circular"), 0.3)
+        assert float((gap / P).max()) <= 1e-6
+
+
+@pytest.mark.parametrize(
+    "call, name",
+    [
+        (lambda X, W: sp.lasso(X, W, -0.1), "lam"),
+        (lambda X, W: sp.lasso(X, W, 0.1, tol=-1.0), "tol"),
+        (lambda X, W: sp.lasso(X, W, 0.1, max_iter=-1), "max_iter"),
+        (lambda X, W: sp.lasso(X[:, :3], W, 0.1), "W"),
+        (lambda X, W: sp.lasso(X, W, 0.1, S0=torch.zeros(2, 2)), "S0"),
+        (lambda X, W: sp.l1_duality_gap(X, W, torch.zeros(3, 3), 0.1), "S"),
+        (lambda X, W: sp.fista(X, W, 0.1, tol=float("nan")), "tol"),
+    ],
+)
+def test_bad_arguments_name_them(call, name):
+    X, W = _random_problem(N=4, d=6, h=5)
+    with pytest.raises(ValueError, match=rf"\b{name}\b"):
+        call(X, W)
