@@ -28,9 +28,11 @@ with unit-norm atoms ||w_j|| <= 1.  The libraries write the same problem with a 
    budgets (mini-batch steps; scikit-learn, far slower, in one run of ``partial_fit`` timed
    step by step and evaluated at checkpoints); for each objective that SPAMS reaches we
    report the shortest run of the others that reaches it.
-2. Codes for a fixed dictionary (the one SPAMS learned): ``spams.lasso`` (LARS, exact) against
-   our ``sparse.fista`` run just long enough to come within a relative tolerance of the exact
-   optimum.
+2. Codes for fixed dictionaries (``_coding.py``): 10,000 camera patches, h = 100 and 256 atoms
+   drawn from other patches, lam = 0.1 and 0.5, float64: time to a relative objective error of
+   1e-2, 1e-4, 1e-6 and to the exact support for ours (``sparse.lasso``, ``sparse.fista`` with
+   the gap stopping rule) against SPAMS ``lasso``, scikit-learn ``lasso_lars`` / ``lasso_cd`` and
+   celer (``--images`` adds other photographs; ``--threads 2`` for two threads).
 """
 from __future__ import annotations
 
@@ -45,6 +47,7 @@ import spams  # bench extra (pyproject: spams-bin)
 from sklearn.decomposition import MiniBatchDictionaryLearning
 from threadpoolctl import threadpool_limits
 
+import _coding  # benchmarks/_coding.py
 from _common import best_time as _best_time, table as _table  # benchmarks/_common.py
 from lecture_ae import sparse as sp
 from lecture_ae.data import image_patches
@@ -145,35 +148,21 @@ def bench_dictionary(P):
 
 
 # ---------------------------------------------------------------------------------------- codes
-def bench_coding(P, D):
-    args, lam = P.args, P.lam
-    W = torch.from_numpy(np.asarray(D, dtype=np.float32))
-    W64 = W.double()
-    rows = []
-    Df = np.asfortranarray(D, dtype=np.float32)
-    spams.lasso(P.Xf, D=Df, lambda1=lam / 2, mode=2, numThreads=args.threads)  # warm-up
-    t_spams, A = _best_time(lambda: spams.lasso(P.Xf, D=Df, lambda1=lam / 2, mode=2, numThreads=args.threads),
-                            args.repeat)
-    obj_spams = float(sp.l1_objective(P.X64, W64, torch.from_numpy(A.toarray().T).double(), lam))
-    _, hist = sp.fista(P.X, W, lam, n_iter=args.fista_iters, history=True)
-    best = min(min(hist), obj_spams)
-    rows.append({"solver": "SPAMS lasso (LARS, float32)", "tolerance": "exact", "iterations": "-",
-                 "objective": f"{obj_spams:.7f}", "seconds": f"{t_spams:.3f}", "SPAMS time / this time": "1.00x"})
-    for rel in args.rel:
-        k = next((i + 1 for i, v in enumerate(hist) if v <= best * (1 + rel)), None)
-        if k is None:
-            rows.append({"solver": "ours: FISTA (float32)", "tolerance": f"{rel:g}", "iterations": f"> {len(hist)}",
-                         "objective": "not reached", "seconds": "-", "SPAMS time / this time": "-"})
-            continue
-        t, S = _best_time(lambda: sp.fista(P.X, W, lam, n_iter=k), args.repeat)
-        obj = float(sp.l1_objective(P.X64, W64, S.double(), lam))
-        rows.append({"solver": "ours: FISTA (float32)", "tolerance": f"{rel:g}", "iterations": k,
-                     "objective": f"{obj:.7f}", "seconds": f"{t:.3f}", "SPAMS time / this time": f"{t_spams / t:.2f}x"})
-    print(f"\n## Codes for a fixed dictionary (SPAMS' learned one): N = {args.n} patches, h = {args.h}, lam = {lam} "
-          f"(SPAMS lambda1 = {lam / 2}), {args.threads} thread(s); tolerance relative to the best objective "
-          f"{best:.7f}")
-    _table(rows, list(rows[0]))
-    return rows
+def bench_coding(args):
+    """Codes for fixed dictionaries: ours (sparse.lasso, sparse.fista) against SPAMS, scikit-learn, celer (_coding.py)."""
+    ratios = {}
+    for image in args.images:
+        X = image_patches(image, n=args.n, seed=0, dtype=torch.float64)
+        atoms = image_patches(image, n=args.n, seed=1, dtype=torch.float64)  # other patches of the same image
+        for h in args.coding_h:
+            W = sp.init_dictionary(atoms, h, seed=0)
+            for lam in args.coding_lam:
+                E_star, table, _ = _coding.bench(X, W, lam, threads=args.threads, repeat=args.repeat,
+                                                celer_n=args.celer_n)
+                title = (f"Codes: {args.n} patches 8x8 of {image}, h = {h} atoms (other patches), lam = {lam}, "
+                         f"float64, {args.threads} thread(s) for every library, {time.strftime('%Y-%m-%d')}")
+                ratios[(image, h, lam)] = _coding.print_table(title, E_star, table)
+    return ratios
 
 
 def main(argv=None):
@@ -189,8 +178,11 @@ def main(argv=None):
     ap.add_argument("--sklearn-steps", type=int, nargs="+", default=[10, 20, 40],
                     help="checkpoints of scikit-learn's single run (mini-batch steps)")
     ap.add_argument("--sklearn-algorithm", default="cd", help="'cd' (the faster one here) or 'lars'")
-    ap.add_argument("--fista-iters", type=int, default=400)
-    ap.add_argument("--rel", type=float, nargs="+", default=[1e-2, 1e-3, 1e-4])
+    ap.add_argument("--parts", nargs="+", default=["dictionary", "coding"], choices=["dictionary", "coding"])
+    ap.add_argument("--images", nargs="+", default=["camera"], help="photographs for the coding benchmark")
+    ap.add_argument("--coding-h", type=int, nargs="+", default=[100, 256])
+    ap.add_argument("--coding-lam", type=float, nargs="+", default=[0.1, 0.5])
+    ap.add_argument("--celer-n", type=int, default=300, help="samples celer codes (in a loop); its time is scaled")
     args = ap.parse_args(argv)
     torch_threads = torch.get_num_threads()
     torch.set_num_threads(args.threads)
@@ -198,13 +190,15 @@ def main(argv=None):
         with threadpool_limits(args.threads):
             print(f"torch {torch.__version__}, numpy {np.__version__}; threads: torch {torch.get_num_threads()}, "
                   f"SPAMS numThreads {args.threads}, scikit-learn n_jobs {args.threads}, BLAS {args.threads}")
-            P = Problem(args)
-            t0 = time.perf_counter()
-            D = bench_dictionary(P)
-            print(f"(dictionary learning benchmark: {time.perf_counter() - t0:.0f} s)")
-            t0 = time.perf_counter()
-            bench_coding(P, D)
-            print(f"(coding benchmark: {time.perf_counter() - t0:.0f} s)")
+            if "dictionary" in args.parts:
+                P = Problem(args)
+                t0 = time.perf_counter()
+                bench_dictionary(P)
+                print(f"(dictionary learning benchmark: {time.perf_counter() - t0:.0f} s)")
+            if "coding" in args.parts:
+                t0 = time.perf_counter()
+                bench_coding(args)
+                print(f"(coding benchmark: {time.perf_counter() - t0:.0f} s)")
     finally:
         torch.set_num_threads(torch_threads)  # run_all.py runs the next benchmark in this process
 

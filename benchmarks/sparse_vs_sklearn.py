@@ -5,9 +5,10 @@ Not a test: the numbers depend on the machine; all of them are measured in one r
 
 1. Codes for a fixed dictionary.  scikit-learn's ``sparse_encode`` minimises
    1/2 ||x - s D||^2 + alpha ||s||_1, which is our E_1 / 2 with alpha = lam / 2.
-   Each scikit-learn algorithm runs once; we then time FISTA with just enough
-   iterations to reach the objective scikit-learn reached (and report both).
-   The dictionary is a realistic one: unit-norm atoms learned on the same patches.
+   Time to a relative objective error of 1e-2, 1e-4, 1e-6 and to the exact support for
+   ours (``sparse.lasso``, ``sparse.fista``), scikit-learn's lasso_lars and lasso_cd, and
+   SPAMS and celer when installed (``_coding.py`` says how).  The dictionary is a
+   realistic one: unit-norm atoms learned on the same patches.
 2. Dictionary learning.  scikit-learn's ``MiniBatchDictionaryLearning`` constrains
    atoms to unit norm; so does our online algorithm with ``unit_norm=True`` (the
    lecture's eta-penalised version optimises another objective and is not compared).
@@ -24,7 +25,8 @@ import numpy as np
 import torch
 from sklearn.decomposition import MiniBatchDictionaryLearning, sparse_encode
 
-from _common import best_time as _time, table as _table  # benchmarks/_common.py
+import _coding  # benchmarks/_coding.py
+from _common import table as _table  # benchmarks/_common.py
 from lecture_ae import sparse as sp
 from lecture_ae.data import image_patches
 
@@ -37,43 +39,12 @@ def _learned_dictionary(X, h, lam):
 
 
 def bench_encoding(X, W, lam, threads, device):
-    Xn, Dn = X.double().numpy(), W.T.double().numpy()
-    Xd, Wd = X.to(device), W.to(device)
-    _, hist = sp.fista(Xd, Wd, lam, n_iter=3000, history=True)
-    best = min(hist)
-    rows = []
-    for algo in ("lasso_lars", "lasso_cd"):
-        t_skl, S_skl = _time(lambda: sparse_encode(Xn, Dn, algorithm=algo, alpha=lam / 2, n_jobs=threads), repeat=1)
-        target = float(sp.l1_objective(X.double(), W.double(), torch.as_tensor(S_skl), lam))
-        k = next((i + 1 for i, v in enumerate(hist) if v <= target), None)
-        if k is None:
-            rows.append({"scikit-learn": algo, "sklearn objective": f"{target:.7f}", "sklearn [s]": f"{t_skl:.3f}",
-                         "FISTA iterations": "not reached in 3000", "FISTA objective": f"{best:.7f}",
-                         "FISTA [s]": "-", "speed-up": "-"})
-            continue
-        t_ours, S = _time(lambda: _sync(sp.fista(Xd, Wd, lam, n_iter=k)))
-        ours = float(sp.l1_objective(X.double(), W.double(), S.double().cpu(), lam))
-        rows.append({
-            "scikit-learn": algo, "sklearn objective": f"{target:.7f}", "sklearn [s]": f"{t_skl:.3f}",
-            "FISTA iterations": k, "FISTA objective": f"{ours:.7f}", "FISTA [s]": f"{t_ours:.3f}",
-            "speed-up": f"{t_skl / t_ours:.1f}x",
-        })
-    for rel in (1e-3, 1e-4, 1e-5):
-        k = next((i + 1 for i, v in enumerate(hist) if v <= best * (1 + rel)), None)
-        t_ours, _ = _time(lambda: _sync(sp.fista(Xd, Wd, lam, n_iter=k)))
-        rows.append({"scikit-learn": f"(FISTA to {rel:g} of its best)", "sklearn objective": "-", "sklearn [s]": "-",
-                     "FISTA iterations": k, "FISTA objective": f"{hist[k - 1]:.7f}", "FISTA [s]": f"{t_ours:.3f}",
-                     "speed-up": "-"})
-    print(f"\n## Codes: N = {X.shape[0]} patches 8x8, h = {W.shape[1]} learned unit-norm atoms, lambda = {lam}, "
-          f"torch {X.dtype} on {device}, scikit-learn float64 with n_jobs={threads}")
-    _table(rows, list(rows[0]))
-    return rows
-
-
-def _sync(out):
-    if isinstance(out, torch.Tensor) and out.device.type == "cuda":
-        torch.cuda.synchronize()
-    return out
+    """Time to 1e-2 / 1e-4 / 1e-6 of the optimum and to the exact support, ours against scikit-learn
+    (lasso_lars, lasso_cd), SPAMS and celer when installed: the table of ``_coding.py``."""
+    E_star, table, _ = _coding.bench(X.double().cpu(), W.double().cpu(), lam, threads=threads, repeat=3)
+    _coding.print_table(f"Codes: N = {X.shape[0]} patches 8x8, h = {W.shape[1]} learned unit-norm atoms, "
+                        f"lambda = {lam}, float64, {threads} thread(s)", E_star, table)
+    return table
 
 
 def _criterion(X, W, lam):
