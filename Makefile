@@ -32,8 +32,21 @@ $(VENV)/.bench: $(VENV)/.all
 venv: $(VENV)/.all
 
 ## make book: build the executed Jupyter Book into _build/html (warnings are errors)
+# The chapters run first, one kernel per core (LECTURE_AE_BOOK_JOBS=n to choose), into the
+# execution cache the build reads (book/_ext/parallel_execution.py).
 book: $(VENV)/.book
 	$(BOOK_ENV) $(BIN)/jupyter-book build . --warningiserror --nitpick --keep-going
+
+## make lab: the students' JupyterLab (lab/lab.py): the assignments released to a local exchange
+## (lab/exchange), nbgrader's student tools only (Assignments tab: Fetch/Submit; Validate), in lab/work
+## make formgrader: the instructor's JupyterLab in the course folder, every nbgrader tool, same exchange
+.PHONY: lab formgrader
+LAB_ARGS ?=
+lab: $(VENV)/.all
+	$(BIN)/python lab/lab.py $(LAB_ARGS)
+
+formgrader: $(VENV)/.all
+	$(BIN)/python lab/lab.py --instructor $(LAB_ARGS)
 
 ## make test: install everything the tests need and run the whole suite
 # One worker per core (TEST_JOBS=1 for a single process); a file's tests stay on one
