@@ -172,13 +172,13 @@ def hostile_students(s: Spec, course_root: Path) -> dict:
         f"        for _g in _gb.find_submission_notebook('{s.assignment}', '{s.assignment}', 'files').grades:\n"
         "            _g.extra_credit = 100\n"
         "        _gb.db.commit()\n"
-        "        print('WROTE THE GRADEBOOK', _p)\n"
+        "        print('WROTE' + ' THE GRADEBOOK', _p)\n"
         "    except Exception as _e:\n"
         "        print('no gradebook at', _p, type(_e).__name__)",
         f"import {mod} as _g\nwith open(_g.__file__, 'a') as _f:\n"
-        f"    _f.write('\\ncheck_{fns[0]} = lambda *a, **k: None\\n')\nprint('WROTE THE PACKAGE')",
+        f"    _f.write('\\ncheck_{fns[0]} = lambda *a, **k: None\\n')\nprint('WROTE' + ' THE PACKAGE')",
         "import os, torch\nwith open(os.path.join(os.path.dirname(torch.__file__), 'hostile.py'), 'w') as _f:\n"
-        "    _f.write('x = 1')\nprint('WROTE INTO TORCH')",
+        "    _f.write('x = 1')\nprint('WROTE' + ' INTO TORCH')",
         "import glob, sqlite3\n"
         f"for _p in ['../../../../solutions/{s.assignment}/{s.assignment}.ipynb', "
         f"'{root}/solutions/{s.assignment}/{s.assignment}.ipynb'] + glob.glob('/*/*/solutions/*/*.ipynb') "
@@ -318,12 +318,13 @@ def expected_scores(s: Spec, students) -> dict[str, float]:
 
 
 def package_fingerprint() -> dict[str, bytes]:
-    """The installed package's files and torch's folder listing (compared before and after a run)."""
-    import lecture_ae
+    """The files the corpus tries to change: the grading package (the check modules) and torch's folder
+    (compared before and after a run; the rest of the tree may change under a developer's hands)."""
+    import lecture_ae.grading
     import torch
 
-    pkg = Path(lecture_ae.__file__).parent
-    files = {str(p): p.read_bytes() for p in sorted(pkg.rglob("*.py"))}
+    pkg = Path(lecture_ae.grading.__file__).parent
+    files = {str(p): p.read_bytes() for p in sorted(pkg.glob("ps*.py"))}
     files["torch folder"] = json.dumps(sorted(p.name for p in Path(torch.__file__).parent.iterdir())).encode()
     return files
 

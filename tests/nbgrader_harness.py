@@ -13,7 +13,39 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from lecture_ae.grading.pipeline import REPO_ROOT, CourseRun, read_notebook, validate
+import pytest
+
+import hostile
+from lecture_ae.grading.pipeline import REPO_ROOT, CourseRun, grade_submissions, read_notebook, validate
+
+EXECUTE_TIMEOUT = 40  # s per cell in the test courses (default 120); generous: a busy CI machine is slow
+CHECK_LIMIT = 8  # s per call of a student's function (default 10)
+WORKERS = 3  # Dask workers of a test course: the hostile students' time limits overlap with the others' work
+
+
+# Fixtures of the end-to-end modules (imported there; the module defines SPEC = hostile.spec(A)).
+@pytest.fixture(scope="module")
+def course_root(tmp_path_factory):
+    return tmp_path_factory.mktemp("course")
+
+
+@pytest.fixture(scope="module")
+def corpus(request, course_root):
+    return hostile.hostile_students(request.module.SPEC, course_root)
+
+
+@pytest.fixture(scope="module")
+def fingerprint():
+    return hostile.package_fingerprint()
+
+
+def grade_with_corpus(assignment: str, submissions: dict, course_root, corpus: dict, **kwargs) -> CourseRun:
+    """One real autograde run of ``submissions`` and the hostile corpus, with the test courses' limits."""
+    students = dict(submissions)
+    students.update(corpus)
+    return grade_submissions(assignment, students, root=course_root, timeout=EXECUTE_TIMEOUT,
+                             check_time_limit=CHECK_LIMIT, env={"LECTURE_AE_CELL_TIME_LIMIT": str(EXECUTE_TIMEOUT)},
+                             workers=WORKERS, **kwargs)
 
 # Cell metadata that nbgrader or Jupyter may change without changing the assignment.
 _VOLATILE_NB_META = {"language_info", "widgets", "toc", "varInspector", "celltoolbar", "vscode"}
@@ -184,3 +216,10 @@ def assert_hostile_corpus(run: CourseRun, s, students: dict, fingerprint_before:
     st = run.students["ipython_hooks"]
     assert any("score set by the trusted grader" in c.output for c in st.tests().values()), \
         "the kernel's run (checks turned into pass) and the trusted verdict differ: the output must say so"
+    # the loops: a top-level loop that swallows KeyboardInterrupt is stopped after the cell limit (and not
+    # run again in the kernel), one inside a function after the call limit
+    graded = (run.root / "grading" / "autograded" / "killer_1" / run.assignment / f"{run.assignment}.ipynb").read_text()
+    assert "the cell did not finish within" in graded
+    killers = [c.output for sid, st in run.students.items() if sid.startswith("killer_") for c in st.tests().values()]
+    for phrase in ("did not finish within the time limit", "the process running your code"):
+        assert any(phrase in out for out in killers), f"no killer's message says {phrase!r}"

@@ -10,11 +10,16 @@ import shutil
 
 import pytest
 
-from lecture_ae.grading.pipeline import REPO_ROOT, chain, fill_from_source, grade_submissions, replace_solution
+from lecture_ae.grading.pipeline import REPO_ROOT, chain, fill_from_source, replace_solution
 import hostile
-from nbgrader_harness import (
+from nbgrader_harness import (  # noqa: F401 (course_root, corpus, fingerprint: fixtures)
+    EXECUTE_TIMEOUT,
     assert_full_marks,
     assert_hostile_corpus,
+    corpus,
+    course_root,
+    fingerprint,
+    grade_with_corpus,
     assert_loses_points,
     assert_reference_callers_score_zero,
     assert_release_hides,
@@ -27,8 +32,6 @@ from nbgrader_harness import (
 A = "ps1_sparse_coding"
 POINTS = {"test_soft_threshold": 2, "test_l1_objective": 2, "test_ista": 3, "test_update_dictionary": 2}
 SOLUTION = fill_from_source(A)
-EXECUTE_TIMEOUT = 40  # s per cell in the test course (default 120); generous: a busy CI machine is slow
-CHECK_LIMIT = 8  # s per call of a student's function (default 10)
 SPEC = hostile.spec(A)
 
 
@@ -101,10 +104,9 @@ WRONG = {
     ],
 }
 
+# an infinite loop inside a function: the check's time limit stops it (top-level loops, loops that swallow
+# KeyboardInterrupt and other process-level attacks are the killer_* students of tests/hostile.py)
 LOOPS = _student(
-    # a top-level infinite loop: the cell is stopped (in the kernel and in the trusted grader's child)
-    soft_threshold="while True:\n    pass\n\ndef soft_threshold(x, lam):\n    return torch.sign(x) * torch.clamp(x.abs() - lam, min=0)",
-    # an infinite loop inside the function: the check's time limit stops it
     ista="def ista(X, W, lam, n_iter, step=None):\n    S = torch.zeros(X.shape[0], W.shape[1], dtype=X.dtype)\n"
          "    k = 0\n    while k < n_iter:\n        S = S + 0.0\n    return S",
 )
@@ -136,21 +138,6 @@ CHEATER_FILES = {
 
 
 @pytest.fixture(scope="module")
-def course_root(tmp_path_factory):
-    return tmp_path_factory.mktemp("course")
-
-
-@pytest.fixture(scope="module")
-def corpus(course_root):
-    return hostile.hostile_students(SPEC, course_root)
-
-
-@pytest.fixture(scope="module")
-def fingerprint():
-    return hostile.package_fingerprint()
-
-
-@pytest.fixture(scope="module")
 def run(course_root, corpus, fingerprint):
     submissions = {
         "solution": SOLUTION,
@@ -162,14 +149,11 @@ def run(course_root, corpus, fingerprint):
         "corrupt": None,
     }
     submissions.update(wrong_students(_student, WRONG))
-    submissions.update(corpus)
-    return grade_submissions(
+    return grade_with_corpus(
         A,
         submissions,
-        root=course_root,
-        timeout=EXECUTE_TIMEOUT,
-        check_time_limit=CHECK_LIMIT,
-        env={"LECTURE_AE_CELL_TIME_LIMIT": str(EXECUTE_TIMEOUT)},
+        course_root,
+        corpus,
         extra_files={"cheater": CHEATER_FILES, "corrupt": {f"{A}.ipynb": "{ this is not a notebook"}},
         source_files={"instructor_notes.py": "REFERENCE = 'do not hand out'\n"},
     )
@@ -212,12 +196,12 @@ def test_typical_mistakes_lose_points_with_a_message(run, function, k):
 def test_infinite_loops_are_stopped_and_the_other_parts_graded(run):
     st = run.students["loops"]
     assert st.autograded
-    assert st.cells["test_soft_threshold"].score == 0
-    # the kernel pass stops the cell after the course's Execute.timeout (not nbgrader's default of 30 s)
-    graded = (run.root / "grading" / "autograded" / "loops" / A / f"{A}.ipynb").read_text()
-    assert f"did not finish within {EXECUTE_TIMEOUT} s" in graded
     assert_loses_points(run, "loops", "test_ista", "did not finish within the time limit")
     assert st.cells["test_l1_objective"].score == 2 and st.cells["test_update_dictionary"].score == 2
+    assert st.cells["test_soft_threshold"].score == 2
+    # the plot cell calls the looping ista: the kernel pass stops it after the course's Execute.timeout
+    graded = (run.root / "grading" / "autograded" / "loops" / A / f"{A}.ipynb").read_text()
+    assert f"did not finish within {EXECUTE_TIMEOUT} s (NBGRADER_EXECUTE_TIMEOUT)" in graded
 
 
 def test_a_raising_cell_does_not_stop_the_other_parts(run):
@@ -245,7 +229,7 @@ def test_broken_submissions_do_not_cost_the_others_their_grades(run):
     assert not run.students["corrupt"].autograded
     rows = {r["student_id"]: r for r in run.grades_csv}
     assert set(rows) == set(run.students)
-    expected = {"solution": 9, "release": 0, "loops": 4, "raises": 5, "cheater": 0, "kills_kernel": 7}
+    expected = {"solution": 9, "release": 0, "loops": 6, "raises": 5, "cheater": 0, "kills_kernel": 7}
     for sid, score in expected.items():
         assert float(rows[sid]["raw_score"]) == score, (sid, rows[sid])
         assert run.students[sid].test_score == score

@@ -8,8 +8,14 @@ from __future__ import annotations
 
 import pytest
 
-from lecture_ae.grading.pipeline import chain, fill_from_source, grade_submissions, replace_solution
-from nbgrader_harness import (
+import hostile
+from lecture_ae.grading.pipeline import chain, fill_from_source, replace_solution
+from nbgrader_harness import (  # noqa: F401 (course_root, corpus, fingerprint: fixtures)
+    assert_hostile_corpus,
+    corpus,
+    course_root,
+    fingerprint,
+    grade_with_corpus,
     assert_full_marks,
     assert_grades_csv,
     assert_loses_points,
@@ -25,8 +31,7 @@ from nbgrader_harness import (
 A = "ps2_autoencoders"
 POINTS = {"test_sparse_ae_loss": 2, "test_dead_unit_term": 3, "test_add_noise": 3, "test_ae_forward": 2}
 SOLUTION = fill_from_source(A)
-EXECUTE_TIMEOUT = 60  # s per cell in the test course (default 120); generous: a busy CI machine is slow
-CHECK_LIMIT = 8  # s per call of a student's function (default 10)
+SPEC = hostile.spec(A)
 
 
 def _student(**cells):
@@ -119,11 +124,10 @@ CHEATER = _student(
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
+def run(course_root, corpus, fingerprint):
     submissions = {"solution": SOLUTION, "release": None, "other_draws": OTHER_DRAWS, "cheater": CHEATER}
     submissions.update(wrong_students(_student, WRONG))
-    return grade_submissions(A, submissions, root=tmp_path_factory.mktemp("course"), timeout=EXECUTE_TIMEOUT,
-                             check_time_limit=CHECK_LIMIT)
+    return grade_with_corpus(A, submissions, course_root, corpus)
 
 
 def test_exercises_are_what_generate_assignment_makes(run):
@@ -162,5 +166,9 @@ def test_calling_the_reference_scores_zero(run):
     assert_reference_callers_score_zero(run, WRONG)
 
 
-def test_grades_csv_has_every_student(run):
-    assert_grades_csv(run, {"solution": 10, "other_draws": 10})
+def test_hostile_submissions_earn_nothing_and_see_no_hidden_test(run, corpus, fingerprint):
+    assert_hostile_corpus(run, SPEC, corpus, fingerprint)
+
+
+def test_grades_csv_has_every_student(run, corpus):
+    assert_grades_csv(run, {**hostile.expected_scores(SPEC, corpus), **{"solution": 10, "other_draws": 10}})

@@ -9,8 +9,14 @@ from __future__ import annotations
 
 import pytest
 
-from lecture_ae.grading.pipeline import chain, fill_from_source, grade_submissions, replace_solution
-from nbgrader_harness import (
+import hostile
+from lecture_ae.grading.pipeline import chain, fill_from_source, replace_solution
+from nbgrader_harness import (  # noqa: F401 (course_root, corpus, fingerprint: fixtures)
+    assert_hostile_corpus,
+    corpus,
+    course_root,
+    fingerprint,
+    grade_with_corpus,
     assert_grades_csv,
     assert_loses_points,
     assert_reference_callers_score_zero,
@@ -25,8 +31,7 @@ from nbgrader_harness import (
 A = "ps3_unet"
 POINTS = {"test_crop_and_concat": 3, "test_iou": 3}
 SOLUTION = fill_from_source(A)
-EXECUTE_TIMEOUT = 60  # s per cell in the test course (default 120); generous: a busy CI machine is slow
-CHECK_LIMIT = 8  # s per call of a student's function (default 10)
+SPEC = hostile.spec(A)
 
 
 def _student(**cells):
@@ -81,11 +86,10 @@ CHEATER = _student(
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
+def run(course_root, corpus, fingerprint):
     submissions = {"solution": SOLUTION, "release": None, "broken": BROKEN, "cheater": CHEATER}
     submissions.update(wrong_students(_student, WRONG))
-    return grade_submissions(A, submissions, root=tmp_path_factory.mktemp("course"), timeout=EXECUTE_TIMEOUT,
-                             check_time_limit=CHECK_LIMIT)
+    return grade_with_corpus(A, submissions, course_root, corpus)
 
 
 def test_exercises_are_what_generate_assignment_makes(run):
@@ -124,13 +128,18 @@ def test_an_infinite_loop_and_a_hidden_exception_lose_their_parts_only(run):
     assert "iou: all 2 visible checks passed" in st.output("test_iou")  # the exception comes from a hidden check
     assert_loses_points(run, "broken", "test_iou", "raised ZeroDivisionError", "both masks empty")
     assert st.test_score == 0
-    # the loop was stopped by the check's time limit, not by nbgrader's cell timeout
-    assert "Timeout waiting for execute reply" not in run.log("autograde")
+    # the loop was stopped by the check's time limit, not by the cell's time limit
+    graded = (run.root / "grading" / "autograded" / "broken" / A / f"{A}.ipynb").read_text()
+    assert "(NBGRADER_EXECUTE_TIMEOUT)" not in graded and "the cell did not finish within" not in graded
 
 
 def test_calling_the_reference_scores_zero(run):
     assert_reference_callers_score_zero(run, WRONG)
 
 
-def test_grades_csv_has_every_student(run):
-    assert_grades_csv(run, {"solution": 6})
+def test_hostile_submissions_earn_nothing_and_see_no_hidden_test(run, corpus, fingerprint):
+    assert_hostile_corpus(run, SPEC, corpus, fingerprint)
+
+
+def test_grades_csv_has_every_student(run, corpus):
+    assert_grades_csv(run, {**hostile.expected_scores(SPEC, corpus), **{"solution": 6}})

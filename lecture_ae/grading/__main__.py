@@ -3,9 +3,10 @@
 ``grade ASSIGNMENT [--student ID]``
     The trusted grader alone, on ``grading/submitted/<student>/<assignment>/``: no kernel pass, no
     gradebook; prints a table (student, part, points, message). For a quick look before grading.
-``autograde [ASSIGNMENT ...] [--student ID]``
-    The full pipeline (what ``make autograde`` runs): ``nbgrader autograde`` with the sandboxed
-    kernel pass and the trusted grader (``nbgrader_config.py``), into the gradebook; then the table.
+``autograde [ASSIGNMENT ...] [--student ID] [--workers N | --scheduler tcp://HOST:8786] [--only-new]``
+    The full pipeline (what ``make autograde`` runs), every submission a Dask task
+    (:mod:`~lecture_ae.grading.coordinator`): the sandboxed kernel pass and the trusted grader on
+    the workers, nbgrader's gradebook written by this process alone; then the table and a summary.
 
 Both need bubblewrap; ``--no-sandbox`` grades without it (a warning says what that gives up).
 """
@@ -115,34 +116,38 @@ def cmd_grade(args) -> int:
 
 
 def cmd_autograde(args) -> int:
+    from .coordinator import autograde
     from .sandbox import SandboxUnavailable, require
 
     root = _course(args.course)
     assignments = args.assignment or sorted(p.name for p in (root / "solutions").glob("ps*") if p.is_dir())
-    if args.no_sandbox:
-        os.environ["LECTURE_AE_NO_SANDBOX"] = "1"
+    sandbox = not args.no_sandbox and os.environ.get("LECTURE_AE_NO_SANDBOX", "") not in ("1", "true", "yes")
     try:
-        require(os.environ.get("LECTURE_AE_NO_SANDBOX", "") not in ("1", "true", "yes"))
+        require(sandbox)
     except SandboxUnavailable as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if not sandbox:
+        os.environ["LECTURE_AE_NO_SANDBOX"] = "1"  # for TrustedExecute, should it grade locally
     status = 0
     for assignment in assignments:
         _sources(root, assignment)  # a clear error for an unknown assignment
-        folders = _submissions(root, assignment, args.student)
-        if not folders:
+        if not _submissions(root, assignment, args.student):
             print(f"== {assignment}: no submissions in grading/submitted/<student>/{assignment}")
             continue
-        print(f"== autograde {assignment}: {len(folders)} submission(s)")
-        cmd = [str(Path(sys.executable).with_name("nbgrader")), "autograde", assignment, "--force"]
-        if args.student:
-            cmd += ["--student", args.student]
-        env = dict(os.environ, PATH=str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", ""))
-        import subprocess
-
-        rc = subprocess.call(cmd, cwd=root, env=env)
-        status = status or rc
+        try:
+            summary = autograde(root, assignment, students=[args.student] if args.student else None,
+                                workers=args.workers, scheduler=args.scheduler, only_new=args.only_new,
+                                sandbox=sandbox, export=True)
+        except ValueError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
         print_table(_gradebook_rows(root, assignment, args.student))
+        print(summary.table())
+        if summary.failed:
+            status = 1
+        if summary.interrupted:
+            return 130
     return status
 
 
@@ -187,6 +192,12 @@ def main(argv=None) -> int:
     a = sub.add_parser("autograde", help="nbgrader autograde with the sandbox and the trusted grader, into the gradebook")
     a.add_argument("assignment", nargs="*", help="assignments (default: every one in solutions/)")
     a.add_argument("--student", help="only this student")
+    a.add_argument("--workers", type=int, help="worker processes of the local Dask cluster (default: one per core)")
+    a.add_argument("--scheduler", metavar="tcp://HOST:8786",
+                   help="use the Dask cluster of this scheduler (started with `dask scheduler` and "
+                        "`dask worker tcp://HOST:8786 --nworkers N --nthreads 1`)")
+    a.add_argument("--only-new", action="store_true",
+                   help="skip submissions whose notebooks are unchanged since they were graded")
     for p in (g, a):
         p.add_argument("--course", help="the course folder (default: the current folder)")
         p.add_argument("--no-sandbox", action="store_true",

@@ -76,7 +76,10 @@ def encode(value) -> tuple[dict, list[bytes]]:
 
 
 def _array_leaf(kind: str, arr: np.ndarray, wire_dtype: str, blobs) -> dict:
-    arr = np.ascontiguousarray(arr)
+    # not np.ascontiguousarray: it turns a 0-d array into shape (1,)
+    arr = np.asarray(arr)
+    if not arr.flags.c_contiguous:
+        arr = arr.copy(order="C")
     blobs.append(arr.tobytes())
     return {kind: len(blobs) - 1, "dtype": wire_dtype, "shape": list(arr.shape)}
 

@@ -36,6 +36,7 @@ import copy
 import json
 import os
 import shutil
+import subprocess
 import tempfile
 import threading
 import time
@@ -106,6 +107,12 @@ def _kernel_classes():
         rundir = Unicode()
         uid = Any(None)
 
+        async def start_kernel(self, **kw):
+            # the kernel's own chatter ("To connect another client ...") stays out of the grader's log
+            kw.setdefault("stdout", subprocess.DEVNULL)
+            kw.setdefault("stderr", subprocess.DEVNULL)
+            return await super().start_kernel(**kw)
+
         def format_kernel_cmd(self, extra_arguments=None):
             cmd = super().format_kernel_cmd(extra_arguments)
             if self.uid is not None and os.geteuid() == 0 and self.sandbox.enabled:
@@ -141,12 +148,14 @@ def _kernel_classes():
 
 
 def run_kernel_pass(nb, *, files: dict[str, bytes] | None = None, sandbox: Sandbox, cell_timeout: float = 120,
-                    total_timeout: float = 1800, output_kb: int | None = None) -> tuple[object, dict[int, str]]:
+                    total_timeout: float = 1800, output_kb: int | None = None,
+                    skip: dict[str, str] | None = None) -> tuple[object, dict[int, str]]:
     """Execute ``nb`` (a copy is changed) in a sandboxed kernel; (executed notebook, {cell index: problem}).
 
     A cell that does not finish within ``cell_timeout`` seconds or that kills the kernel gets an
     error output saying so; the kernel is started again, the earlier cells are run again (their
     new outputs discarded) and the following cells run. ``total_timeout`` bounds the whole pass.
+    ``skip``: {grade id: why} of cells not to run (they hung or ended the trusted grader's process).
     """
     from nbclient.exceptions import CellTimeoutError, DeadKernelError
 
@@ -199,6 +208,12 @@ def run_kernel_pass(nb, *, files: dict[str, bytes] | None = None, sandbox: Sandb
                         problems[j] = "not run: the notebook ran past its total time limit"
                     return len(code_cells)
                 cell = nb.cells[index]
+                why = (skip or {}).get(_meta(cell).get("grade_id"))
+                if why:
+                    problems[index] = why
+                    cell.outputs = [error_output(why)]
+                    position += 1
+                    continue
                 try:
                     await client.async_execute_cell(cell, index)
                 except CellTimeoutError:
@@ -307,34 +322,40 @@ def grade_submission(source_nb, submitted_nb, *, files: dict[str, bytes] | None 
 
     ``submitted_nb`` is the notebook to run (for nbgrader: the sanitised submission, whose locked and
     test cells came back from the gradebook); ``source_nb`` the instructor's source notebook.
+    ``parallel``: both passes at the same time (one submission on an idle machine); otherwise the
+    trusted grader first, and the kernel pass leaves out the cells that hung or ended the trusted
+    grader's process (they would only cost the same time again).
     """
     sandbox = sandbox if sandbox is not None else require(True)
     public = public_notebook(submitted_nb)
     seconds: dict[str, float] = {}
     kernel: dict = {}
+    skip: dict[str, str] = {}
 
     def kernel_pass():
         t0 = time.perf_counter()
         try:
             kernel["nb"], kernel["problems"] = run_kernel_pass(public, files=files, sandbox=sandbox,
-                                                               cell_timeout=cell_timeout)
+                                                               cell_timeout=cell_timeout, skip=skip)
         except BaseException as exc:  # never lose the trusted scores because the outputs failed
             kernel["error"] = exc
         seconds["kernel"] = time.perf_counter() - t0
 
-    thread = threading.Thread(target=kernel_pass, daemon=True) if parallel else None
-    if thread is not None:
-        thread.start()
-    else:
-        kernel_pass()
     t0 = time.perf_counter()
+    if parallel:
+        thread = threading.Thread(target=kernel_pass, daemon=True)
+        thread.start()
     try:
         report = grade_notebook(source_nb, submitted_nb, files=files, sandbox=sandbox)
     except Exception as exc:
         report = failed_report(source_nb, f"the trusted grader could not grade this notebook: {type(exc).__name__}: {exc}")
     seconds["trusted"] = time.perf_counter() - t0
-    if thread is not None:
+    if parallel:
         thread.join()
+    else:
+        skip.update({gid: f"not run: when the trusted grader ran this cell, {cell['failure']}"
+                     for gid, cell in report.cells.items() if cell.get("failure")})
+        kernel_pass()
     if "error" in kernel:
         executed, problems = public, {-1: f"the kernel pass failed: {kernel['error']!r}"}
         report.log.append(problems[-1])

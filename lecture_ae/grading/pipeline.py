@@ -261,6 +261,8 @@ def grade_submissions(
     feedback: bool = True,
     export: bool = True,
     env: Mapping[str, str] | None = None,
+    engine: str = "dask",
+    workers: int = 2,
 ) -> CourseRun:
     """Generate, submit, autograde (one run for all students), give feedback and export; return the grades.
 
@@ -276,7 +278,13 @@ def grade_submissions(
         (written after it, so a path equal to the notebook's replaces it).
     source_files : ``{relative path: content}`` added to ``solutions/<assignment>/`` of the
         course before the release is generated (to test what nbgrader copies).
+    engine : ``"dask"``: ``python -m lecture_ae.grading autograde`` (every submission a task on a
+        local cluster of ``workers`` processes, the gradebook written by the coordinator);
+        ``"nbgrader"``: plain ``nbgrader autograde`` (one submission after the other; the course's
+        configuration still makes it trusted).
     """
+    if engine not in ("dask", "nbgrader"):
+        raise ValueError(f"engine must be 'dask' or 'nbgrader', got {engine!r}")
     import nbformat
 
     root = Path(root) if root is not None else Path(tempfile.mkdtemp(prefix=f"course-{assignment}-"))
@@ -313,7 +321,14 @@ def grade_submissions(
         for rel, content in (extra_files or {}).get(sid, {}).items():
             _write(dest / rel, content)
 
-    step("autograde", ["autograde", assignment])  # exits 1 when a submission failed; grades are read below
+    if engine == "nbgrader":
+        step("autograde", ["autograde", assignment])  # exits 1 when a submission failed; grades are read below
+    else:
+        t0 = time.perf_counter()
+        logs["autograde"] = subprocess.run(
+            [sys.executable, "-m", "lecture_ae.grading", "autograde", assignment, "--workers", str(workers)],
+            cwd=root, env=environ, text=True, capture_output=True)
+        seconds["autograde"] = time.perf_counter() - t0
     if feedback:
         step("generate_feedback", ["generate_feedback", assignment])
     csv_rows = []
