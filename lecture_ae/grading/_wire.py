@@ -30,7 +30,7 @@ __all__ = ["Opaque", "WireError", "WireClosed", "WireTimeout", "encode", "decode
            "MAX_FRAME_BYTES"]
 
 MAGIC = b"LAE1"
-MAX_FRAME_BYTES = 512 * 1024 * 1024
+MAX_FRAME_BYTES = 64 * 1024 * 1024  # a student returning a huge array costs its part, not the grader memory
 MAX_DEPTH = 32
 MAX_NODES = 200_000
 MAX_STRING = 1_000_000

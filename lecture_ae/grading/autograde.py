@@ -195,6 +195,7 @@ def run_kernel_pass(nb, *, files: dict[str, bytes] | None = None, sandbox: Sandb
         client.cap = cap
         position = start
         async with client.async_setup_kernel():
+            sandbox.reclaim(rundir)  # its sockets exist now: no more files in the host's folder
             for i in ok:  # the cells that ran before the restart, for their effects (tests have none)
                 if is_test_cell(nb.cells[i]):
                     continue

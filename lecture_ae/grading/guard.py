@@ -21,6 +21,7 @@ uses the same stand-ins for the parts of the package that are not on its file sy
 from __future__ import annotations
 
 import importlib.abc
+import importlib.machinery
 import importlib.util
 import sys
 import types
@@ -138,8 +139,6 @@ class BlockingFinder(importlib.abc.MetaPathFinder):
         if not _matches(name, self.packages) or _matches(name, self.allow) or name in self.packages:
             return None
         if self.missing_only:
-            import importlib.machinery
-
             if importlib.machinery.PathFinder.find_spec(name, path) is not None:
                 return None
         return importlib.util.spec_from_loader(name, _BlockedLoader(self.missing_only), is_package=True)

@@ -9,7 +9,8 @@ started through :meth:`Sandbox.command`, which wraps the command in
   the system (``/usr``, ``/etc``, ...), the Python installation and the virtual environment, read
   only, and ``lecture_ae`` (read only; for the child only its public part, see
   :data:`CHILD_MODULES`); a private ``/tmp``; the submission's fresh working folder (also
-  ``HOME``) read-write. The course folder, ``solutions/``, ``grading/``, the gradebook, the
+  ``HOME``), a size-limited tmpfs holding the submission's data files (writes to it fill bounded
+  memory, never the grader's disk). The course folder, ``solutions/``, ``grading/``, the gradebook, the
   other submissions and the instructor's home are not there at all. New network, PID, IPC and
   UTS namespaces (no network: not even the loopback of the host, so one student's kernel cannot
   reach another's), ``--die-with-parent``, ``--new-session``, a cleared environment.
@@ -23,6 +24,7 @@ instructor can: :func:`require` refuses to grade then unless told otherwise.
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import secrets
@@ -87,7 +89,7 @@ class Limits:
     ``processes``         ``LECTURE_AE_SANDBOX_PROCESSES`` 64         processes and threads of the sandbox
     ``open_files``        ``LECTURE_AE_SANDBOX_FILES``     256        open files (RLIMIT_NOFILE)
     ``file_size_mb``      ``LECTURE_AE_SANDBOX_FILE_MB``   64         size of a file it writes (RLIMIT_FSIZE)
-    ``tmp_mb``            ``LECTURE_AE_SANDBOX_TMP_MB``    256        size of its private /tmp
+    ``tmp_mb``            ``LECTURE_AE_SANDBOX_TMP_MB``    256        size of its /tmp and its working folder
     ``output_kb``         ``LECTURE_AE_SANDBOX_OUTPUT_KB`` 256        printed output kept (the rest is cut)
     ``cell_seconds``      ``LECTURE_AE_CELL_TIME_LIMIT``   60         wall time of one notebook cell
     ====================  ===============================  =========  ==================================
@@ -191,9 +193,9 @@ def _python_paths() -> list[str]:
     paths = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix,
              os.path.dirname(os.path.realpath(sys.executable))}
     paths.update(p for p in site.getsitepackages() if os.path.isdir(p))
-    for entry in sys.path:  # .pth files and editable installs add folders outside the prefixes
-        if entry and os.path.isdir(entry) and not entry.startswith(("/usr", "/tmp")):
-            paths.add(entry)
+    # Not the other entries of sys.path: they hold the current folder (``python -m`` puts the
+    # course folder there) or a test runner's root (the repository, solutions/ included).
+    # lecture_ae itself is bound on its own, also when installed in editable mode.
     return sorted(os.path.realpath(p) for p in paths)
 
 
@@ -314,7 +316,20 @@ class Sandbox:
             mount("--ro-bind", pkg)
         for path in rw:
             mount("--bind", path)
-        mount("--bind", workdir)
+        # the working folder: a tmpfs of tmp_mb (what the student writes fills memory of a bounded
+        # size, not the grader's disk), with the staged files bound into it one by one
+        args.extend(parents(workdir))
+        args += ["--size", str(int(self.limits.tmp_mb) * _MB), "--perms", "1777", "--tmpfs", workdir]
+        mounted.append(workdir)
+        made.add(workdir)
+        for sub_root, dirs, files in os.walk(workdir):
+            dirs.sort()
+            for d in dirs:
+                args += ["--perms", "1777", "--dir", os.path.join(sub_root, d)]
+            for fname in sorted(files):
+                p = os.path.join(sub_root, fname)
+                if os.path.isfile(p) and not os.path.islink(p):
+                    args += ["--bind", p, p]
         args += ["--chdir", workdir, "--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts",
                  "--unshare-cgroup-try", "--hostname", "sandbox", "--die-with-parent", "--new-session", "--clearenv"]
         if os.geteuid() != 0:
@@ -336,6 +351,15 @@ class Sandbox:
         return out + ["--ro-bind", path, path]
 
     # ---------------------------------------------------------------- working folders
+    def reclaim(self, folder) -> None:
+        """Take a folder that a sandboxed process could write to back (root-owned, 0755): the files
+        in it stay writable by their owner, but no new file can be made there (no disk filling)."""
+        if os.geteuid() != 0 or not self.enabled:
+            return
+        with contextlib.suppress(OSError):
+            os.chown(folder, 0, 0)
+            os.chmod(folder, 0o755)
+
     def prepare(self, folder, uid: int | None) -> None:
         """Give the sandbox's user the folder (the grader keeps its own rights as root)."""
         if uid is None or os.geteuid() != 0 or not self.enabled:
