@@ -49,11 +49,45 @@ def ae_forward(X, V, c, W, b):
     return S @ W.T + b, S
 
 
+def _norms(A):
+    return torch.linalg.vector_norm(A, dim=1)
+
+
+def sensitivity(V, c, X, T):
+    XT = X @ T.T
+    S, ST = torch.relu(X @ V.T + c), torch.relu(XT @ V.T + c)
+    return (_norms(S - ST) / _norms(S)).mean() / (_norms(X - XT) / _norms(X)).mean()
+
+
+def _sensitivity(*, baseline=True, on_codes=False, relative=True, per_sample=False, after=False, inverted=False,
+                 squared=False, t_not_transposed=False, relu=True, batch=False):
+    """A wrong sensitivity, written out (not the checks' own helpers: those are guarded)."""
+
+    def fn(V, c, X, T):
+        f = (lambda Z: torch.relu(Z @ V.T + c)) if relu else (lambda Z: Z @ V.T + c)
+        XT = X @ (T if t_not_transposed else T.T)
+        S = f(X)
+        ST = S @ T.T if on_codes else f(XT)
+        if batch:
+            return (torch.linalg.norm(S - ST) / torch.linalg.norm(S)) / (torch.linalg.norm(X - XT) / torch.linalg.norm(X))
+        p = 2 if squared else 1
+        rf = _norms(S - ST) ** p / (_norms(ST if after else S) ** p if relative else 1)
+        rx = _norms(X - XT) ** p / (_norms(X) ** p if relative else 1)
+        if not baseline:
+            return rf.mean()
+        if per_sample:
+            return (rf / rx).mean()
+        return rx.mean() / rf.mean() if inverted else rf.mean() / rx.mean()
+
+    return fn
+
+
 RIGHT = {
     ps2.check_sparse_ae_loss: sparse_ae_loss,
     ps2.check_dead_unit_term: dead_unit_term,
     ps2.check_add_noise: add_noise,
     ps2.check_ae_forward: ae_forward,
+    ps2.check_sensitivity: sensitivity,
 }
 
 
@@ -214,6 +248,16 @@ WRONG = [
     (ps2.check_ae_forward, _forward(c_after=True), "the encoder bias c is added after the ReLU"),
     (ps2.check_ae_forward, _forward(swap=True), "the tuple is in the wrong order"),
     (ps2.check_ae_forward, _forward(tied=True), "tied weights"),
+    (ps2.check_sensitivity, _sensitivity(baseline=False), "no baseline"),
+    (ps2.check_sensitivity, _sensitivity(on_codes=True), "applied to the representation, T f(x), instead of to the input"),
+    (ps2.check_sensitivity, _sensitivity(relative=False), "the changes are not relative"),
+    (ps2.check_sensitivity, _sensitivity(per_sample=True), "taken per sample and then averaged"),
+    (ps2.check_sensitivity, _sensitivity(after=True), "is divided by ||f(T x_i)||"),
+    (ps2.check_sensitivity, _sensitivity(inverted=True), "upside down"),
+    (ps2.check_sensitivity, _sensitivity(squared=True), "the norms are squared"),
+    (ps2.check_sensitivity, _sensitivity(t_not_transposed=True), "X @ T instead of X @ T.T"),
+    (ps2.check_sensitivity, _sensitivity(relu=False), "the ReLU is missing in the representation"),
+    (ps2.check_sensitivity, _sensitivity(batch=True), "over the whole batch"),
 ]
 
 
@@ -263,6 +307,32 @@ def test_calling_the_reference_scores_zero():
         with pytest.raises(CheckFailed, match="calls the reference implementation"):
             check(fn)
     ps2.check_add_noise(add_noise)  # everything is restored afterwards
+
+
+def test_sensitivity_reference_is_the_package_ratio_and_its_edge_cases_hold():
+    from lecture_ae.tasks import representation as rep
+
+    for case in ps2.check_sensitivity.make_cases(seeds=(0, 61), edge_cases=True):
+        V, c, X, T = case.args
+        expected = rep.sensitivity(lambda Z: torch.relu(Z @ V.T + c), X, lambda Z: Z @ T.T).ratio
+        assert float(ps2._ref_sensitivity(V, c, X, T)) == pytest.approx(expected, rel=1e-12, abs=1e-15)
+        assert float(sensitivity(V, c, X, T)) == pytest.approx(expected, rel=1e-9, abs=1e-12)
+        assert bool((torch.relu(X @ V.T + c).abs().sum(dim=1) > 0).all()), case.label  # every code non-zero
+    edges = {case.label: case.args for case in ps2.check_sensitivity.edge_cases()}
+    invariant = next(k for k in edges if "invariant" in k)
+    identity = next(k for k in edges if "max(0, x) = x" in k)
+    assert float(ps2._ref_sensitivity(*edges[invariant])) < 1e-12
+    assert float(ps2._ref_sensitivity(*edges[identity])) == pytest.approx(1.0)
+
+
+def test_a_sensitivity_calling_the_package_scores_zero():
+    from lecture_ae.tasks.representation import sensitivity as ref
+
+    def uses_package(V, c, X, T):
+        return torch.tensor(ref(lambda Z: torch.relu(Z @ V.T + c), X, lambda Z: Z @ T.T).ratio)
+
+    with pytest.raises(CheckFailed, match="calls the reference implementation"):
+        ps2.check_sensitivity(uses_package)
 
 
 def test_exceptions_and_wrong_types_are_reported():

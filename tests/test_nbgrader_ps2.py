@@ -29,7 +29,8 @@ from nbgrader_harness import (  # noqa: F401 (course_root, corpus, fingerprint: 
 )
 
 A = "ps2_autoencoders"
-POINTS = {"test_sparse_ae_loss": 2, "test_dead_unit_term": 3, "test_add_noise": 3, "test_ae_forward": 2}
+POINTS = {"test_sparse_ae_loss": 2, "test_dead_unit_term": 3, "test_add_noise": 3, "test_ae_forward": 2,
+          "test_sensitivity": 2}
 SOLUTION = fill_from_source(A)
 SPEC = hostile.spec(A)
 
@@ -99,9 +100,26 @@ WRONG = {
         ("def ae_forward(X, V, c, W, b):\n    S = torch.relu(X @ V.T + c)\n    return S, S @ W.T + b",
          "likely mistake: the tuple is in the wrong order"),
     ],
+    "sensitivity": [
+        ("def sensitivity(V, c, X, T):\n"
+         "    S, ST = torch.relu(X @ V.T + c), torch.relu(X @ T.T @ V.T + c)\n"
+         "    return ((S - ST).norm(dim=1) / S.norm(dim=1)).mean()",
+         "likely mistake: no baseline"),
+        ("def sensitivity(V, c, X, T):\n"
+         "    S = torch.relu(X @ V.T + c)\n"
+         "    XT = X @ T.T\n"
+         "    return ((S - S @ T.T).norm(dim=1) / S.norm(dim=1)).mean() / ((X - XT).norm(dim=1) / X.norm(dim=1)).mean()",
+         "likely mistake: the transform is applied to the representation"),
+        ("def sensitivity(V, c, X, T):\n"
+         "    XT = X @ T.T\n"
+         "    S, ST = torch.relu(X @ V.T + c), torch.relu(XT @ V.T + c)\n"
+         "    return (S - ST).norm(dim=1).mean() / (X - XT).norm(dim=1).mean()",
+         "likely mistake: the changes are not relative"),
+    ],
 }
 
-# Correct noise drawn otherwise (bernoulli, salt before hit): full marks through the statistics.
+# Correct noise drawn otherwise (bernoulli, salt before hit): full marks through the statistics; and a
+# sensitivity written otherwise.
 OTHER_DRAWS = _student(add_noise=(
     "def add_noise(X, kind, level, generator):\n"
     "    if kind == 'gaussian':\n"
@@ -110,7 +128,14 @@ OTHER_DRAWS = _student(add_noise=(
     "        return X * torch.bernoulli(torch.full_like(X, 1 - level), generator=generator)\n"
     "    salt = torch.rand(X.shape, generator=generator, dtype=X.dtype) < 0.5\n"
     "    hit = torch.bernoulli(torch.full_like(X, level), generator=generator).bool()\n"
-    "    return torch.where(hit, salt.to(X.dtype), X)"))
+    "    return torch.where(hit, salt.to(X.dtype), X)"),
+    # a correct sensitivity written otherwise (clamp for the ReLU, T applied to columns, norms by hand)
+    sensitivity=(
+    "def sensitivity(V, c, X, T):\n"
+    "    f = lambda Z: (Z @ V.T + c).clamp(min=0)\n"
+    "    rel = lambda A, B: ((A - B) ** 2).sum(1).sqrt() / (A ** 2).sum(1).sqrt()\n"
+    "    XT = (T @ X.T).T\n"
+    "    return rel(f(X), f(XT)).mean() / rel(X, XT).mean()"))
 CHEATER = _student(
     sparse_ae_loss="from lecture_ae.models import sparse_ae_loss",
     dead_unit_term="import lecture_ae.models.autoencoders as M\n\ndef dead_unit_term(Z, tau=0.1):\n"
@@ -120,6 +145,8 @@ CHEATER = _student(
     ae_forward="from lecture_ae.models import ReLUSparseAutoencoder\n\ndef ae_forward(X, V, c, W, b):\n"
                "    m = ReLUSparseAutoencoder(V.shape[1], V.shape[0], dtype=X.dtype)\n"
                "    m.load_state_dict({'V': V, 'c': c, 'W': W, 'b': b})\n    return m(X), m.encode(X)",
+    sensitivity="from lecture_ae.tasks.representation import sensitivity as _s\n\ndef sensitivity(V, c, X, T):\n"
+                "    return torch.tensor(_s(lambda Z: torch.relu(Z @ V.T + c), X, lambda Z: Z @ T.T).ratio)",
 )
 
 
@@ -139,7 +166,7 @@ def test_release_hides_solutions_and_hidden_tests(run):
 
 
 def test_solution_scores_full_marks(run):
-    assert sum(POINTS.values()) == 10
+    assert sum(POINTS.values()) == 12
     assert_solution_full_marks(run, POINTS, {"plot_noise": 1, "answer_dead_units_denoising": 2})
 
 
@@ -171,4 +198,4 @@ def test_hostile_submissions_earn_nothing_and_see_no_hidden_test(run, corpus, fi
 
 
 def test_grades_csv_has_every_student(run, corpus):
-    assert_grades_csv(run, {**hostile.expected_scores(SPEC, corpus), **{"solution": 10, "other_draws": 10}})
+    assert_grades_csv(run, {**hostile.expected_scores(SPEC, corpus), **{"solution": 12, "other_draws": 12}})

@@ -25,6 +25,10 @@ with other seeds, shapes and ``edge_cases=True``.
   of :class:`~lecture_ae.models.autoencoders.ReLUSparseAutoencoder` with its parameter
   names (``S = max(0, X V^T + c)``, ``X_hat = S W^T + b``); the reference *is* the
   module, loaded with the given weights.
+* :func:`check_sensitivity`: ``sensitivity(V, c, X, T)``, the relative change of the ReLU
+  representation ``f(x) = max(0, V x + c)`` under a linear transform ``T`` of the *input*
+  (a sub-pixel shift or a small rotation as a (d, d) matrix), divided by the relative change
+  of the input itself (:func:`lecture_ae.tasks.representation.sensitivity`, its ``ratio``).
 """
 from __future__ import annotations
 
@@ -38,7 +42,7 @@ from .inputs import gen as _gen
 from .inputs import randn as _randn
 from .inputs import relu_codes as _relu_codes
 
-__all__ = ["check_sparse_ae_loss", "check_dead_unit_term", "check_add_noise", "check_ae_forward"]
+__all__ = ["check_sparse_ae_loss", "check_dead_unit_term", "check_add_noise", "check_ae_forward", "check_sensitivity"]
 
 _F64 = torch.float64
 
@@ -467,3 +471,158 @@ check_ae_forward = Check(
 
     ``shapes`` holds (N, d, h); some codes come out 0 in every case (the encoder biases
     have both signs).""")
+
+
+# ---------------------------------------------------------------------- sensitivity
+def _relu_encoder(V, c):
+    return lambda X: torch.relu(X @ V.T + c)
+
+
+def _ref_sensitivity(V, c, X, T):
+    """The ratio of :func:`lecture_ae.tasks.representation.sensitivity` for f(x) = max(0, Vx + c) and x -> T x."""
+    from ..tasks import representation as _rep
+
+    result = _rep.sensitivity(_relu_encoder(V, c), X, lambda Z: Z @ T.T)
+    return torch.tensor(result.ratio, dtype=X.dtype)
+
+
+def _rel(A, B, per_sample=True, squared=False, relative=True, norm_of=None):
+    """Mean over the rows of ||A - B|| / ||norm_of or A|| (variants for the mistakes)."""
+    diff = torch.linalg.vector_norm(A - B, dim=1)
+    ref = torch.linalg.vector_norm(A if norm_of is None else norm_of, dim=1)
+    if squared:
+        diff, ref = diff**2, ref**2
+    return (diff / ref) if relative else diff
+
+
+def _sens_variant(V, c, X, T, *, baseline=True, on_codes=False, relative=True, per_sample_ratio=False,
+                  norm_after=False, inverted=False, squared=False, t_not_transposed=False, relu=True, batch_norms=False):
+    f = (lambda Z: torch.relu(Z @ V.T + c)) if relu else (lambda Z: Z @ V.T + c)
+    XT = X @ (T if t_not_transposed else T.T)
+    S = f(X)
+    if on_codes:
+        if S.shape[1] != T.shape[0]:
+            return None  # only possible when h = d
+        ST = S @ T.T
+    else:
+        ST = f(XT)
+    if batch_norms:
+        rf = torch.linalg.matrix_norm(S - ST) / torch.linalg.matrix_norm(S)
+        rx = torch.linalg.matrix_norm(X - XT) / torch.linalg.matrix_norm(X)
+        return rf / rx
+    rel_f = _rel(S, ST, squared=squared, relative=relative, norm_of=ST if norm_after else None)
+    rel_x = _rel(X, XT, squared=squared, relative=relative)
+    if not baseline:
+        return rel_f.mean()
+    if per_sample_ratio:
+        return (rel_f / rel_x).mean()
+    return rel_x.mean() / rel_f.mean() if inverted else rel_f.mean() / rel_x.mean()
+
+
+def _sens_mistake(description, **kw):
+    return Mistake(description, lambda V, c, X, T: _sens_variant(V, c, X, T, **kw))
+
+
+_SENSITIVITY_MISTAKES = [
+    _sens_mistake("no baseline: the mean relative change of f is divided by the mean relative change of the input, "
+                  "(1/N) sum_i ||x_i - T x_i|| / ||x_i||, so that the identity scores 1", baseline=False),
+    _sens_mistake("the transform is applied to the representation, T f(x), instead of to the input: compare f(x) "
+                  "with f(T x), the code of the transformed image", on_codes=True),
+    _sens_mistake("the changes are not relative: divide ||f(x_i) - f(T x_i)|| by ||f(x_i)|| (and ||x_i - T x_i|| by "
+                  "||x_i||) for every sample before averaging", relative=False),
+    _sens_mistake("the ratio is taken per sample and then averaged; the sensitivity is the ratio of the two means "
+                  "over the samples", per_sample_ratio=True),
+    _sens_mistake("the change of f is divided by ||f(T x_i)||; the relative change is measured against the code of "
+                  "the original image, ||f(x_i)||", norm_after=True),
+    _sens_mistake("the ratio is upside down: the sensitivity is the change of the representation divided by the change of "
+                  "the input, rho_f / rho_x",
+                  inverted=True),
+    _sens_mistake("the norms are squared; the relative change is ||f(x) - f(T x)|| / ||f(x)|| (not squared)",
+                  squared=True),
+    _sens_mistake("X @ T instead of X @ T.T: T acts on one image as T x, so on a batch of rows as X T^T",
+                  t_not_transposed=True),
+    _sens_mistake("the ReLU is missing in the representation: f(x) = max(0, V x + c)", relu=False),
+    _sens_mistake("the norms are taken over the whole batch (one Frobenius norm); the relative change is per sample "
+                  "(a row), then averaged over the samples", batch_norms=True),
+]
+
+
+def _transform(gen, side):
+    """A random sub-pixel shift or small rotation of side x side images, as a (d, d) matrix, and its label."""
+    from ..tasks import representation as _rep
+
+    kind = int(torch.randint(0, 2, (1,), generator=gen))
+    if kind == 0:
+        pixels = 0.3 + 0.7 * float(torch.rand(1, generator=gen, dtype=_F64))
+        angle = 360.0 * float(torch.rand(1, generator=gen, dtype=_F64))
+        t = _rep.shift(pixels, (side, side), angle=angle)
+        label = f"a shift by {pixels:.2f} px at {angle:.0f} degrees"
+    else:
+        degrees = 3.0 + 12.0 * float(torch.rand(1, generator=gen, dtype=_F64))
+        t = _rep.rotation(degrees, (side, side), random_sign=False)
+        label = f"a rotation by {degrees:.1f} degrees"
+    return _rep.transform_matrix(t), label
+
+
+def _images(gen, N, side):
+    """Digit-like images (N, side*side) in [0, 1]: ink on a blank border."""
+    X = torch.rand(N, side, side, generator=gen, dtype=_F64)
+    X[:, 0, :] = 0.0
+    X[:, :, -1] *= 0.2
+    return X.reshape(N, side * side)
+
+
+def _encoder(gen, h, d, *, shift=0.2):
+    V = _randn(gen, h, d, scale=1 / math.sqrt(d))
+    c = _randn(gen, h, scale=0.3) + shift
+    return V, c
+
+
+def _sens_case(gen, N, side, h, *, label=""):
+    d = side * side
+    X = _images(gen, N, side)
+    V, c = _encoder(gen, h, d)
+    while bool((torch.relu(X @ V.T + c).abs().sum(dim=1) == 0).any()):  # every code non-zero
+        c = c + 0.5
+    T, what = _transform(gen, side)
+    return Case((V, c, X, T), label=f"{label}, T = {what}")
+
+
+def _sens_cases(gen, *, shapes):
+    return [_sens_case(gen, N, side, h, label=f"N, d, h = {N}, {side * side}, {h}") for N, side, h in shapes]
+
+
+def _sens_edges():
+    from ..tasks import representation as _rep
+
+    gen = _gen(303)
+    X16 = _images(gen, 10, 4)
+    periodic = _rep.transform_matrix(_rep.shift(0.5, (4, 4), angle=0.0, boundary="periodic"))
+    V_avg = torch.full((3, 16), 1 / 16, dtype=_F64)
+    X64 = _images(gen, 20, 8)
+    rot = _rep.transform_matrix(_rep.rotation(10.0, (8, 8), random_sign=False))
+    V_dead, c_dead = _encoder(gen, 12, 64)
+    c_dead[2:] -= 50.0  # ten of the twelve units never fire
+    c_dead[:2] += 2.0
+    return [
+        Case((V_avg, torch.full((3,), 0.1, dtype=_F64), X16, periodic),
+             label="f(x) = the global average of the pixels, T = a periodic shift: invariant, the sensitivity is 0"),
+        Case((torch.eye(16, dtype=_F64), torch.zeros(16, dtype=_F64), X16, periodic),
+             label="f(x) = max(0, x) = x for images: the representation changes as much as the input, 1"),
+        _sens_case(gen, 1, 4, 5, label="a single image, N = 1"),
+        _sens_case(gen, 6, 4, 1, label="a single unit, h = 1"),
+        Case((*_encoder(gen, 64, 64), X64, rot), label="8 x 8 images, h = d = 64, a rotation by 10 degrees"),
+        Case((V_dead, c_dead, X64, rot), label="most units dead (c very negative): only two units carry the code"),
+    ]
+
+
+check_sensitivity = Check(
+    "sensitivity", _ref_sensitivity, _sens_cases, _sens_edges, compare=scalar_close(1e-6, 1e-9),
+    mistakes=_SENSITIVITY_MISTAKES, options=dict(shapes=((12, 4, 16), (9, 5, 7))),
+    doc="""Check ``sensitivity(V, c, X, T)``: one number, the relative change of f(x) = max(0, V x + c) under
+    x -> T x over the relative change of x, both averaged over the N rows of X.
+
+    ``shapes`` holds (N, side, h): images of side x side pixels (d = side**2); T is a random
+    sub-pixel shift or small rotation of those images as a (d, d) matrix. The first shape has
+    h = d, so that transforming the codes instead of the images gives a result the hint
+    recognises.""")
