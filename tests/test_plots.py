@@ -19,6 +19,7 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 
 from lecture_ae.plots import anomaly as pa  # noqa: E402
+from lecture_ae.plots import representation as prep  # noqa: E402
 from lecture_ae.plots import autoencoders as pae  # noqa: E402
 from lecture_ae.plots import segmentation as pseg  # noqa: E402
 from lecture_ae.plots import sparse as psp  # noqa: E402
@@ -159,7 +160,23 @@ ANOMALY = {
     "threshold_histograms": lambda: pa.threshold_histograms(
         {t: (RNG.random(30), (RNG.random(30) > 0.6).astype(int), 0.5) for t in ("brick", "grass", "gravel")}),
 }
-ALL = {**SPARSE, **FILTERS, **AUTOENCODERS, **SEGMENTATION, **ANOMALY}
+_REPS = ["raw pixels", "PCA", "linear AE", "ReLU sparse AE", "deep AE", "DAE, sigma = 0.1", "DAE, sigma = 0.3",
+         "DAE, sigma = 0.5", "shift/rotation AE", "sparse codes"]
+_CONDITIONS = ["clean", "shift 0.5 px", "rotation 10 deg", "noise 0.1", "noise 0.3"]
+REPRESENTATION = {
+    "sensitivity_bars": lambda: prep.sensitivity_bars(pd.DataFrame(RNG.random((10, 4)) * 2, index=_REPS,
+                                                                   columns=_CONDITIONS[1:])),
+    "probe_accuracy": lambda: prep.probe_accuracy(
+        pd.DataFrame(0.7 + 0.3 * RNG.random((10, 5)), index=_REPS, columns=_CONDITIONS),
+        pd.DataFrame(0.01 * RNG.random((10, 5)), index=_REPS, columns=_CONDITIONS)),
+    "margin_distributions": lambda: prep.margin_distributions({r: RNG.random(100) for r in _REPS},
+                                                              relative_to="raw pixels"),
+    "readout_bars": lambda: prep.readout_bars(pd.DataFrame(
+        RNG.random((4, 3)), index=["U-Net: shortcut (full resolution)", "U-Net: bottleneck",
+                                   "no shortcuts: bottleneck", "no shortcuts: first level"],
+        columns=["fine detail ($R^2$)", "coarse image ($R^2$)", "class (accuracy)"])),
+}
+ALL = {**SPARSE, **FILTERS, **AUTOENCODERS, **SEGMENTATION, **ANOMALY, **REPRESENTATION}
 
 
 @pytest.mark.parametrize("name", sorted(ALL))
@@ -253,6 +270,23 @@ def test_new_figure_functions_check_their_arguments():
         pa.threshold_histograms({})
     with pytest.raises(ValueError, match=r"panels\['brick'\]"):
         pa.threshold_histograms({"brick": (np.zeros(3), np.zeros(3))})
+
+
+def test_representation_figures_check_their_arguments():
+    with pytest.raises(ValueError, match="table must be a non-empty"):
+        prep.sensitivity_bars(pd.DataFrame())
+    with pytest.raises(ValueError, match="ratios >= 0"):
+        prep.sensitivity_bars(pd.DataFrame({"a": [-1.0]}))
+    with pytest.raises(ValueError, match="finite"):
+        prep.readout_bars(pd.DataFrame({"a": [float("nan")]}))
+    with pytest.raises(ValueError, match="stderr must have the shape"):
+        prep.probe_accuracy(pd.DataFrame({"clean": [0.9, 0.8]}), pd.DataFrame({"clean": [0.01]}))
+    with pytest.raises(ValueError, match="margins"):
+        prep.margin_distributions({})
+    with pytest.raises(ValueError, match=r"margins\['a'\]"):
+        prep.margin_distributions({"a": [float("inf")]})
+    with pytest.raises(ValueError, match="relative_to"):
+        prep.margin_distributions({"a": [1.0]}, relative_to="b")
 
 
 def test_anomaly_figure_colour_bar_is_named_below_the_maps():
