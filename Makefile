@@ -55,7 +55,7 @@ formgrader: $(VENV)/.all
 # fight over the cores (a test or chapter then runs 10x slower).
 TEST_JOBS ?= auto
 test: system-packages $(VENV)/.all
-	$(BOOK_ENV) OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/python -m pytest -n $(TEST_JOBS) --dist loadfile
+	$(BOOK_ENV) OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/python -m pytest -n $(TEST_JOBS) --dist loadfile --durations=30
 
 ## make system-packages: the Debian packages the tests need (run by `make test`)
 # bubblewrap: the grading sandbox; chromium + chromium-driver: the browser tests of the book and JupyterLab.
@@ -85,7 +85,8 @@ bench: $(VENV)/.bench
 # ------------------------------------------------------------------------------------------
 # Instructor: the nbgrader pipeline (configuration: nbgrader_config.py; data: grading/, git-ignored)
 #   make release   [ASSIGNMENT=ps1_sparse_coding]  exercises/ from solutions/ (+ gradebook entries)
-#   make autograde [ASSIGNMENT=...]  every submission in grading/submitted/<student>/<assignment>/
+#   make autograde [ASSIGNMENT=...] [WORKERS=N] [SCHEDULER=tcp://HOST:8786] [ONLY_NEW=1]
+#                                    every submission in grading/submitted/<student>/<assignment>/
 #   make feedback  [ASSIGNMENT=...]  HTML feedback in grading/feedback/<student>/<assignment>/
 #   make grades                      grading/grades.csv (one row per student and assignment)
 # NBGRADER_DB_URL=postgresql://... selects a shared gradebook; NBGRADER_EXECUTE_TIMEOUT the cell timeout.
@@ -99,11 +100,19 @@ release: $(VENV)/.all
 	@set -e; for a in $(ASSIGNMENTS); do \
 	  echo "== release $$a"; $(NBGRADER) generate_assignment "$$a" --force; done
 
-# nbgrader exits 1 when one submission could not be graded; the others are graded and recorded.
+# Every submission one task on Dask (lecture_ae/grading/coordinator.py): the notebook runs in a
+# bubblewrap sandbox, the trusted grader sets the scores, only this process writes the gradebook.
+# WORKERS=N worker processes (default: one per core); SCHEDULER=tcp://HOST:8786 an existing cluster;
+# ONLY_NEW=1 skips submissions graded already (same checksum). Exits 1 when a submission failed.
+WORKERS   ?=
+SCHEDULER ?=
+ONLY_NEW  ?=
 autograde: $(VENV)/.all
 	@status=0; for a in $(ASSIGNMENTS); do \
 	  if ls -d $(SUBMITTED)/*/"$$a" >/dev/null 2>&1; then \
-	    echo "== autograde $$a"; $(NBGRADER) autograde "$$a" || status=1; \
+	    echo "== autograde $$a"; PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m lecture_ae.grading autograde "$$a" \
+	      $(if $(WORKERS),--workers $(WORKERS)) $(if $(SCHEDULER),--scheduler $(SCHEDULER)) \
+	      $(if $(ONLY_NEW),--only-new) || status=1; \
 	  else echo "== $$a: no submissions in $(SUBMITTED)/<student>/$$a"; fi; done; exit $$status
 
 feedback: $(VENV)/.all

@@ -12,7 +12,7 @@ Layout (the course root is the folder of this file):
 
 Environment variables:
     NBGRADER_DB_URL            gradebook URL, e.g. postgresql://grader@dbhost/lecture_ae
-                               (several graders; needs `pip install psycopg2-binary`)
+                               (several graders; the driver psycopg comes with the grading extra)
     NBGRADER_EXECUTE_TIMEOUT   seconds one cell may run during autograding (default 120)
 """
 import os

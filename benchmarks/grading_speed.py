@@ -1,28 +1,46 @@
-"""Seconds per submission for autograding an assignment with the real nbgrader command line.
+"""Seconds per submission when autograding: plain nbgrader, trusted nbgrader, Dask.
 
-    .venv/bin/python benchmarks/grading_speed.py                 # ps1, 6 submissions
-    .venv/bin/python benchmarks/grading_speed.py --students 20 --assignment ps1_sparse_coding
+    .venv/bin/python benchmarks/grading_speed.py                       # ps1, 20 submissions, every mode
+    .venv/bin/python benchmarks/grading_speed.py --students 200 --modes dask-1,dask-2,scheduler
+    .venv/bin/python benchmarks/grading_speed.py --assignment ps2_autoencoders --students 8
 
-A temporary course gets ``--students`` submissions (the solution typed into the release,
-the unmodified release and wrong implementations in turn) and ``nbgrader autograde``
-grades them in one run, as an instructor would.  Printed: the seconds of every step and
-the autograde seconds per submission (goal for ps1: under 10 s on 2 CPU cores).
+The same submissions (the solution typed into the release, the unmodified release and wrong
+implementations in turn) are graded in a fresh temporary course per mode:
+
+``plain``      ``nbgrader autograde`` with nbgrader's own Execute step (the hidden tests run in the
+               student's kernel: what the trusted grader replaces; no sandbox, no protection);
+``trusted``    ``nbgrader autograde`` with the course's configuration: the notebook in a sandboxed
+               kernel and the trusted grader's sandboxed child, one submission after the other;
+``dask-N``     ``python -m lecture_ae.grading autograde --workers N``: a local Dask cluster of N
+               single-threaded worker processes, the coordinator writing the gradebook;
+``scheduler``  the same on a cluster started like an instructor does (``dask scheduler`` and
+               ``dask worker --nworkers 2 --nthreads 1`` on the loopback).
+
+Printed: wall seconds, seconds per submission, submissions per minute and the ratio to ``plain``
+(goal for the trusted pass: at most 1.5x plain), then where a submission's time goes in the Dask
+modes (the kernel pass, the trusted grader and the coordinator's recording, medians).
 """
 from __future__ import annotations
 
 import argparse
 import os
 import shutil
+import signal
+import socket
+import statistics
+import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from lecture_ae.grading.pipeline import fill_from_source, grade_submissions, replace_solution  # noqa: E402
+from benchmarks._common import table  # noqa: E402
+from lecture_ae.grading.pipeline import _env, fill_from_source, grade_submissions, replace_solution  # noqa: E402
 
-GOAL_S = 10.0
+PLAIN = ("c.Autograde.autograde_preprocessors = ['nbgrader.preprocessors.Execute'] + "
+         "c.Autograde.autograde_preprocessors[1:]")
+TRUSTED_GOAL = 1.5
 
 
 def submissions(assignment: str, n: int) -> dict:
@@ -30,39 +48,121 @@ def submissions(assignment: str, n: int) -> dict:
     kinds = [("solution", solution), ("release", None)]
     if assignment == "ps1_sparse_coding":
         kinds.append(("wrong", replace_solution(
-            "ista", "def ista(X, W, lam, n_iter, step=None):\n    return torch.zeros(X.shape[0], W.shape[1])",
+            "ista", "def ista(X, W, lam, n_iter=100, S0=None):\n    return torch.zeros(X.shape[0], W.shape[1])",
             base=solution)))
     return {f"{kinds[i % len(kinds)][0]}_{i:03d}": kinds[i % len(kinds)][1] for i in range(n)}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _cluster(root: Path, nworkers: int):
+    port = _free_port()
+    dask = str(Path(sys.executable).with_name("dask"))
+    log = open(root / "cluster.log", "w")
+    env = _env({"LECTURE_AE_PROGRESS": "0"})
+    procs = [subprocess.Popen([dask, "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"],
+                              stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)]
+    address = f"tcp://127.0.0.1:{port}"
+    procs.append(subprocess.Popen([dask, "worker", address, "--nworkers", str(nworkers), "--nthreads", "1",
+                                   "--no-dashboard", "--local-directory", str(root)], stdout=log,
+                                  stderr=subprocess.STDOUT, env=env, start_new_session=True))
+    from dask.distributed import Client
+
+    with Client(address, timeout="60s") as c:
+        c.wait_for_workers(nworkers, timeout=120)
+
+    def close():
+        for p in procs[::-1]:
+            os.killpg(p.pid, signal.SIGTERM)
+            p.wait(timeout=60)
+        log.close()
+
+    return address, close
+
+
+def run_mode(mode: str, assignment: str, subs: dict, workdir: Path) -> dict:
+    root = workdir / mode
+    env = {"LECTURE_AE_PROGRESS": "0"}
+    if mode in ("plain", "trusted"):
+        run = grade_submissions(assignment, subs, root=root, timeout=120, feedback=False, export=False,
+                                engine="nbgrader", config_extra=PLAIN if mode == "plain" else "", env=env)
+        graded = sum(st.autograded for st in run.students.values())
+        return {"mode": mode, "wall": run.seconds["autograde"], "graded": graded, "breakdown": {}}
+    grade_submissions(assignment, subs, root=root, timeout=120, autograde=False, env=env)
+    from lecture_ae.grading.coordinator import autograde
+
+    os.environ.update(env)
+    close = None
+    try:
+        if mode == "scheduler":
+            address, close = _cluster(root, 2)
+            summary = autograde(root, assignment, scheduler=address, progress=True, export=False, log=lambda *a: None)
+        else:
+            summary = autograde(root, assignment, workers=int(mode.split("-")[1]), progress=True, export=False,
+                                log=lambda *a: None)
+    finally:
+        if close is not None:
+            close()
+    stages = {}
+    for per in summary.breakdown.values():
+        for stage, secs in per.items():
+            stages.setdefault(stage, []).append(secs)
+    return {"mode": mode, "wall": summary.wall, "graded": len(summary.graded) + len(summary.failed),
+            "breakdown": {k: statistics.median(v) for k, v in stages.items()}}
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--assignment", default="ps1_sparse_coding")
-    parser.add_argument("--students", type=int, default=6)
-    parser.add_argument("--keep", action="store_true", help="keep the temporary course folder")
+    parser.add_argument("--students", type=int, default=20)
+    parser.add_argument("--modes", default="plain,trusted,dask-1,dask-2,scheduler",
+                        help="comma-separated: plain, trusted, dask-N, scheduler")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary course folders")
     args = parser.parse_args(argv)
+    if args.students < 1:
+        parser.error("--students must be at least 1")
+    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    for m in modes:
+        if m not in ("plain", "trusted", "scheduler") and not (m.startswith("dask-") and m[5:].isdigit()):
+            parser.error(f"--modes: unknown mode {m!r}")
 
-    root = Path(tempfile.mkdtemp(prefix="grading-speed-"))
-    t0 = time.perf_counter()
-    run = grade_submissions(args.assignment, submissions(args.assignment, args.students), root=root)
-    total = time.perf_counter() - t0
-    graded = sum(st.autograded for st in run.students.values())
-    per = run.seconds["autograde"] / max(graded, 1)
+    subs = submissions(args.assignment, args.students)
+    workdir = Path(tempfile.mkdtemp(prefix="grading-speed-"))
+    results = []
+    try:
+        for mode in modes:
+            results.append(run_mode(mode, args.assignment, subs, workdir))
+            print(f"  {mode}: {results[-1]['wall']:.1f} s", file=sys.stderr)
+    finally:
+        if args.keep:
+            print(f"course folders: {workdir}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
 
-    print(f"autograding {args.assignment}: {args.students} submissions, {os.cpu_count()} CPU cores")
-    print(f"{'step':<22}{'seconds':>10}")
-    for step, sec in run.seconds.items():
-        print(f"{step:<22}{sec:>10.1f}")
-    print(f"{'all steps':<22}{total:>10.1f}")
-    print()
-    print(f"{'per submission':<22}{'seconds':>10}{'goal':>8}")
-    print(f"{'autograde':<22}{per:>10.2f}{GOAL_S:>8.0f}  {'ok' if per < GOAL_S else 'SLOWER THAN THE GOAL'}")
-    if graded != args.students:
-        print(f"warning: only {graded} of {args.students} submissions were autograded")
-    if args.keep:
-        print(f"course folder: {root}")
-    else:
-        shutil.rmtree(root, ignore_errors=True)
+    plain = next((r["wall"] for r in results if r["mode"] == "plain"), None)
+    print(f"\nautograding {args.assignment}: {args.students} submissions, {os.cpu_count()} CPU cores")
+    rows = []
+    for r in results:
+        per = r["wall"] / args.students
+        rows.append({"mode": r["mode"], "graded": f"{r['graded']}/{args.students}", "wall s": f"{r['wall']:.1f}",
+                     "s/submission": f"{per:.2f}", "submissions/min": f"{60 / per:.1f}",
+                     "vs plain": f"{r['wall'] / plain:.2f}x" if plain else "-"})
+    table(rows, ["mode", "graded", "wall s", "s/submission", "submissions/min", "vs plain"])
+    trusted = next((r["wall"] for r in results if r["mode"] == "trusted"), None)
+    if plain and trusted:
+        ratio = trusted / plain
+        print(f"\ntrusted / plain = {ratio:.2f} (goal at most {TRUSTED_GOAL}): "
+              f"{'ok' if ratio <= TRUSTED_GOAL else 'SLOWER THAN THE GOAL'}")
+    split = [r for r in results if r["breakdown"]]
+    if split:
+        print("\nper submission (median seconds) in the Dask modes")
+        stages = sorted({s for r in split for s in r["breakdown"]})
+        table([{"mode": r["mode"], **{s: f"{r['breakdown'].get(s, 0):.2f}" for s in stages}} for r in split],
+              ["mode", *stages])
     return 0
 
 

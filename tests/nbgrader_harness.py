@@ -205,7 +205,9 @@ def assert_hostile_corpus(run: CourseRun, s, students: dict, fingerprint_before:
                 hidden_part = cell.output[cell.output.index("hidden check"):]
                 for word in ("  input:", "  expected:", "  got:", "  difference:"):
                     assert word not in hidden_part, f"{sid}/{gid}: {word!r} in a hidden message:\n{cell.output}"
-    assert package_fingerprint() == fingerprint_before, "a submission changed the installed package"
+    after = package_fingerprint()
+    changed = sorted(k for k in set(after) | set(fingerprint_before) if after.get(k) != fingerprint_before.get(k))
+    assert not changed, f"a submission changed the installed package: {changed}"
     from nbgrader.api import Gradebook
 
     with Gradebook("sqlite:///" + str(run.root / "grading" / "gradebook.db"), course_id="lecture_ae") as gb:

@@ -204,6 +204,12 @@ def main(argv=None) -> int:
                        help="grade without bubblewrap: the students' code can read your files (solutions/, the "
                             "gradebook); only for trusted submissions")
     args = parser.parse_args(argv)
+    if args.command == "autograde" and args.workers is not None and args.workers < 1:
+        parser.error(f"--workers must be at least 1, got {args.workers}")
+    # nbgrader runs `alembic` from PATH when it creates a gradebook: this environment's first
+    bindir = os.path.dirname(sys.executable)
+    if bindir not in os.environ.get("PATH", "").split(os.pathsep):
+        os.environ["PATH"] = bindir + os.pathsep + os.environ.get("PATH", "")
     return {"grade": cmd_grade, "autograde": cmd_autograde}[args.command](args)
 
 

@@ -263,6 +263,9 @@ def grade_submissions(
     env: Mapping[str, str] | None = None,
     engine: str = "dask",
     workers: int = 2,
+    autograde: bool = True,
+    config_extra: str = "",
+    autograde_args: tuple = (),
 ) -> CourseRun:
     """Generate, submit, autograde (one run for all students), give feedback and export; return the grades.
 
@@ -282,6 +285,9 @@ def grade_submissions(
         local cluster of ``workers`` processes, the gradebook written by the coordinator);
         ``"nbgrader"``: plain ``nbgrader autograde`` (one submission after the other; the course's
         configuration still makes it trusted).
+    autograde : False: only the course, the release and the submissions (to grade them otherwise).
+    config_extra : lines appended to the course's ``nbgrader_config.py`` (e.g. plain nbgrader's Execute).
+    autograde_args : more arguments of ``python -m lecture_ae.grading autograde`` (engine ``"dask"``).
     """
     if engine not in ("dask", "nbgrader"):
         raise ValueError(f"engine must be 'dask' or 'nbgrader', got {engine!r}")
@@ -289,6 +295,9 @@ def grade_submissions(
 
     root = Path(root) if root is not None else Path(tempfile.mkdtemp(prefix=f"course-{assignment}-"))
     make_course(root, [assignment], repo=repo)
+    if config_extra:
+        with open(root / "nbgrader_config.py", "a") as fh:
+            fh.write("\n" + config_extra + "\n")
     for rel, content in (source_files or {}).items():
         _write(root / "solutions" / assignment / rel, content)
     extra_env = dict(env or {})
@@ -321,18 +330,21 @@ def grade_submissions(
         for rel, content in (extra_files or {}).get(sid, {}).items():
             _write(dest / rel, content)
 
-    if engine == "nbgrader":
+    if not autograde:
+        pass
+    elif engine == "nbgrader":
         step("autograde", ["autograde", assignment])  # exits 1 when a submission failed; grades are read below
     else:
         t0 = time.perf_counter()
         logs["autograde"] = subprocess.run(
-            [sys.executable, "-m", "lecture_ae.grading", "autograde", assignment, "--workers", str(workers)],
+            [sys.executable, "-m", "lecture_ae.grading", "autograde", assignment, "--workers", str(workers),
+             *autograde_args],
             cwd=root, env=environ, text=True, capture_output=True)
         seconds["autograde"] = time.perf_counter() - t0
-    if feedback:
+    if feedback and autograde:
         step("generate_feedback", ["generate_feedback", assignment])
     csv_rows = []
-    if export:
+    if export and autograde:
         step("export", ["export"])
         grades_file = root / "grading" / "grades.csv"
         if grades_file.exists():
