@@ -102,7 +102,7 @@ def test_lasso_exact_on_patches(patches, lam):
 
 
 def test_lasso_against_spams_when_installed(patches):
-    spams = pytest.importorskip("spams")  # bench extra
+    import spams  # test extra
     import numpy as np
 
     X, W = patches
@@ -190,3 +190,31 @@ def test_bad_arguments_name_them(call, name):
     X, W = _random_problem(N=4, d=6, h=5)
     with pytest.raises(ValueError, match=rf"\b{name}\b"):
         call(X, W)
+
+
+def test_homotopy_and_proximal_gradient_paths_agree():
+    # on the CPU lasso() runs the compiled homotopy; the GPU's proximal-gradient path gives the same optimum
+    from lecture_ae.sparse import _homotopy, exact
+
+    assert _homotopy.available()  # numba is a dependency
+    X = image_patches("coins", n=400, seed=3, dtype=torch.float64)
+    W = sp.init_dictionary(image_patches("coins", n=400, seed=4, dtype=torch.float64), 96, seed=1)  # overcomplete
+    for lam in (0.05, 0.3):
+        res = sp.lasso(X, W, lam)
+        assert bool(res.converged.all()) and float(res.gap.max()) <= 1e-10
+        assert int(res.n_iter.max()) == 0  # certified without a FISTA step
+        pg = exact._lasso_pg(X, W, lam, 1e-12, 20000, torch.zeros(X.shape[0], 96, dtype=torch.float64), 5)
+        assert float(pg.gap.max()) <= 1e-12
+        torch.testing.assert_close(res.S, pg.S, rtol=0, atol=1e-8)
+        assert torch.equal(res.S != 0, pg.S.abs() > 1e-9)
+
+
+def test_homotopy_handles_empty_and_all_zero_codes():
+    X, W = _random_problem(N=6, d=8, h=5)
+    lam_max = 2.0 * float((X @ W).abs().max())  # above it every code is 0
+    res = sp.lasso(X, W, lam_max * 1.01)
+    assert torch.equal(res.S, torch.zeros_like(res.S)) and bool(res.converged.all())
+    assert sp.lasso(X[:0], W, 0.1).S.shape == (0, 5)
+    r32 = sp.lasso(X.float(), W.float(), 0.1, tol=1e-5)  # float32: certified to what float32 can say
+    assert r32.S.dtype == torch.float32 and bool(r32.converged.all())
+    torch.testing.assert_close(r32.S.double(), sp.lasso(X, W, 0.1).S, rtol=0, atol=1e-5)

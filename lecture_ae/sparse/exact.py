@@ -4,7 +4,14 @@ r"""Exact codes for the L1 objective, fast: certified by the duality gap.
 (:func:`~lecture_ae.sparse.coding.l1_duality_gap`) is at most ``tol`` (1e-10 by default):
 within ``tol`` of the optimum of :math:`\|x - Ws\|^2 + \lambda\|s\|_1`, and *proved* so.
 
-How.  FISTA with adaptive restart on the Gram matrix :math:`G = W^\top W` (computed once,
+How, on the CPU.  The Lasso homotopy (LARS with drops, :mod:`lecture_ae.sparse._homotopy`,
+compiled with numba, samples in parallel over ``torch.get_num_threads()`` threads) follows the
+path of every sample's codes from :math:`\lambda = \infty` down to the lecture's
+:math:`\lambda` event by event and solves the optimality conditions on the final support; the
+duality gap then certifies each sample, and a sample it does not certify (nearly collinear atoms,
+float32 rounding) goes on by the proximal-gradient path below, started from the homotopy's codes.
+
+How, on the GPU (and for those samples).  FISTA with adaptive restart on the Gram matrix :math:`G = W^\top W` (computed once,
 with :math:`B = XW`) finds the support of the codes; every ``check_every`` iterations the
 samples whose support has stopped changing are *polished*: on the support A with the signs
 :math:`\sigma` of the current codes, the optimality conditions of the L1 objective are the
@@ -25,12 +32,14 @@ problem has many), never a wrong one.
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 
 import torch
 
 from .._checks import check_int, check_scalar
 from .coding import _GramLasso, _check_problem, _check_start, _gap_terms, _lipschitz_from_gram
+from . import _homotopy
 from .proximal import accelerated_proximal_gradient, soft_prox
 
 __all__ = ["LassoResult", "lasso", "solve_on_support"]
@@ -141,8 +150,10 @@ def _distinct_atoms(W, cos_tol=1e-14):
 def lasso(X, W, lam, *, tol=1e-10, max_iter=5000, S0=None, check_every=5, device=None) -> LassoResult:
     r"""Codes for the L1 objective :math:`E_1`, certified within a relative duality gap ``tol`` per sample.
 
-    Same problem as :func:`~lecture_ae.sparse.fista` (the lecture's :math:`E_1`, no factor 1/2):
-    FISTA with adaptive restart finds the supports; every ``check_every`` iterations the
+    Same problem as :func:`~lecture_ae.sparse.fista` (the lecture's :math:`E_1`, no factor 1/2).
+    On the CPU the homotopy (see the module docstring) gives the exact codes and the gap
+    certifies them (``n_iter`` 0); where it does not, and on the GPU, FISTA with adaptive
+    restart finds the supports; every ``check_every`` iterations the
     duality gap freezes the samples that are done, and the others are polished: the exact
     solve on their current support and signs (see the module docstring).  A polished point
     that the gap certifies is returned; one that keeps the signs but misses atoms (its
@@ -171,6 +182,43 @@ def lasso(X, W, lam, *, tol=1e-10, max_iter=5000, S0=None, check_every=5, device
         P, gap, _ = _gap_terms(X, W, S_full, lam)
         rel = torch.where(P > 0, gap / P.clamp_min(1e-300), torch.zeros_like(gap))
         return LassoResult(S=S_full, gap=rel, n_iter=red.n_iter, converged=rel <= tol)
+    if X.device.type == "cpu" and _homotopy.available() and N:
+        out = _homotopy_codes(X, W, lam)
+        if out is not None:
+            S_h, P, gap = out
+            ok = gap <= tol * P
+            rel = torch.where(P > 0, gap / P.clamp_min(1e-300), torch.zeros_like(gap))
+            n_iter = torch.zeros(N, dtype=torch.long)
+            rest = (~ok).nonzero().flatten()
+            if rest.numel():  # not certified (nearly collinear atoms, float32 rounding): the proximal-gradient path
+                sub = _lasso_pg(X[rest], W, lam, tol, max_iter, S_h[rest], check_every)
+                S_h[rest], rel[rest], n_iter[rest] = sub.S, sub.gap, sub.n_iter.to(torch.long)
+            return LassoResult(S=S_h, gap=rel, n_iter=n_iter, converged=rel <= tol)
+    return _lasso_pg(X, W, lam, tol, max_iter, S, check_every)
+
+
+def _homotopy_codes(X, W, lam):
+    """The homotopy's codes (float64 arithmetic, X's dtype), their primal values and duality gaps, or None where
+    numba fails (then a warning)."""
+    Wd = W.double()
+    try:
+        Xd = X.double()
+        S, _, P, gap = _homotopy.homotopy((Wd.T @ Wd).numpy(), (Xd @ Wd).numpy(), (Xd * Xd).sum(1).numpy(), 0.5 * lam,
+                                          threads=torch.get_num_threads())
+    except Exception as err:  # a numba that cannot compile here: the torch path still gives certified codes
+        warnings.warn(f"sparse.lasso: the compiled homotopy failed ({err!r}); using the proximal-gradient path",
+                      RuntimeWarning, stacklevel=3)
+        return None
+    if X.dtype != torch.float64:  # the certificate is that of the codes in X's precision
+        S = torch.from_numpy(S).to(X.dtype)
+        P, gap, _ = _gap_terms(X, W, S, lam)
+        return S, P, gap
+    return torch.from_numpy(S), torch.from_numpy(P), torch.from_numpy(gap)
+
+
+def _lasso_pg(X, W, lam, tol, max_iter, S, check_every):
+    """FISTA with restart and the exact polish on settled supports (the path on the GPU and the fallback)."""
+    N, h = X.shape[0], W.shape[1]
     G = W.T @ W
     B = X @ W
     L = _lipschitz_from_gram(G)
