@@ -59,7 +59,7 @@ if numba is not None:
         return True
 
     @njit(cache=True, nogil=True, fastmath=_FAST)
-    def _one(G, b, mu, s, c, A, sig, inA, skip, L, u, w, a, maxk, max_steps):
+    def _one(G, b, mu, s, c, A, sig, inA, skip, L, u, w, t, a, maxk, max_steps):
         """The homotopy for one sample; codes into s (h,), returns the number of events."""
         h = b.shape[0]
         big = 0.0
@@ -82,19 +82,23 @@ if numba is not None:
         k = 1
         steps = 0
         dropped = -1
+        nw = 0  # rows of w = L^{-1} sigma_A that are up to date
         while steps < max_steps:
             steps += 1
-            # u = G_AA^{-1} sigma_A
-            for i in range(k):
+            # u = G_AA^{-1} sigma_A: L w = sigma_A (only the rows of L that changed since the last step), L^T u = w
+            for i in range(nw, k):
                 v = sig[i]
                 for m in range(i):
                     v -= L[i, m] * w[m]
                 w[i] = v / L[i, i]
-            for i in range(k - 1, -1, -1):  # L^T u = w, by rows of L (contiguous)
-                ui = w[i] / L[i, i]
+            nw = k
+            for i in range(k):
+                t[i] = w[i]
+            for i in range(k - 1, -1, -1):  # by rows of L (contiguous)
+                ui = t[i] / L[i, i]
                 u[i] = ui
                 for m in range(i):
-                    w[m] -= L[i, m] * ui
+                    t[m] -= L[i, m] * ui
             for j in range(h):
                 a[j] = 0.0
             for i in range(k):
@@ -185,6 +189,7 @@ if numba is not None:
                         L[i, jj] = cs * x + sn * y
                         L[i, jj + 1] = cs * y - sn * x
                 k -= 1
+                nw = who  # rows of L above the one removed are unchanged
                 if k == 0:
                     return steps
         # the codes on A once more from the optimality conditions (no drift from the updates)
@@ -242,9 +247,10 @@ if numba is not None:
             L = np.zeros((maxk + 1, maxk + 1))
             u = np.empty(h)
             w = np.empty(h)
+            t = np.empty(h)
             a = np.empty(h)
             for i in range(q * chunk, min(n, (q + 1) * chunk)):
-                steps[i] = _one(G, B[i], mu, S[i], c, A, sig, inA, skip, L, u, w, a, maxk, max_steps)
+                steps[i] = _one(G, B[i], mu, S[i], c, A, sig, inA, skip, L, u, w, t, a, maxk, max_steps)
                 P[i], gap[i] = _gap(G, B[i], xx[i], mu, S[i], c)
 
 

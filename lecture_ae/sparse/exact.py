@@ -35,6 +35,7 @@ import math
 import warnings
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from .._checks import check_int, check_scalar
@@ -123,23 +124,27 @@ def _distinct_atoms(W, cos_tol=1e-14):
     among all the ways of splitting it between the group (the L1 cost is lowest there).
     """
     h = W.shape[1]
-    norms = torch.linalg.vector_norm(W, dim=0)
-    Wd = W.double()
-    Wn = Wd / norms.double().clamp_min(1e-300)
-    order = torch.argsort(norms, descending=True, stable=True).tolist()
+    norms = torch.linalg.vector_norm(W.double(), dim=0).cpu().numpy()
+    Wn = (W.double().cpu() / torch.from_numpy(norms).clamp_min(1e-300)).numpy()
+    cos = Wn.T @ Wn  # (h, h): all the cosines at once
+    big = float(norms.max()) if h else 0.0
+    order = np.argsort(-norms, kind="stable")
     rep = torch.full((h,), -1, dtype=torch.long)
     scale = torch.zeros(h, dtype=W.dtype)
     keep = []
-    big = float(norms.max()) if h else 0.0
-    for j in order:
-        if float(norms[j]) <= 1e-12 * max(big, 1e-300):
+    # an atom is a duplicate when it is parallel to an earlier kept one; test all pairs once, then walk in order
+    parallel = np.abs(cos) >= 1.0 - cos_tol
+    np.fill_diagonal(parallel, False)
+    has_twin = parallel.any(axis=1)
+    for j in order.tolist():
+        if norms[j] <= 1e-12 * max(big, 1e-300):
             continue  # a zero atom: its code is 0
-        if keep:
-            cos = Wn[:, keep].T @ Wn[:, j]
-            i = int(torch.argmax(cos.abs()))
-            if float(cos[i].abs()) >= 1.0 - cos_tol:
+        if keep and has_twin[j]:
+            ck = cos[keep, j]
+            i = int(np.argmax(np.abs(ck)))
+            if abs(ck[i]) >= 1.0 - cos_tol:
                 rep[j] = i
-                scale[j] = float(torch.sign(cos[i])) * float(norms[j] / norms[keep[i]])
+                scale[j] = float(np.sign(ck[i])) * float(norms[j] / norms[keep[i]])
                 continue
         rep[j] = len(keep)
         scale[j] = 1.0
