@@ -10,8 +10,8 @@ codes that minimise :math:`\tfrac12\|x - Ws\|^2 + \mu\|s\|_1` are piecewise line
 
 until an inactive atom's correlation reaches :math:`\pm(\mu - \gamma)` (it joins A) or an
 active code reaches zero (it leaves A), or :math:`\mu` reaches its target.  Each event costs
-:math:`O(hk + k^2)` for k active atoms with the Cholesky factor of :math:`G_{AA}` updated by
-one row (a drop refactors it).  At the end the codes on A are solved once more from
+:math:`O(hk + k^2)` for k active atoms with the Cholesky factor of :math:`G_{AA}` grown by
+one row per entering atom and rotated back to triangular form (Givens) per leaving one.  At the end the codes on A are solved once more from
 :math:`G_{AA} s_A = b_A - \mu\sigma_A` (no drift from the updates).
 
 This is the exact solver behind :func:`lecture_ae.sparse.lasso` on the CPU; the caller
@@ -43,20 +43,13 @@ _FAST = {"reassoc", "contract", "nsz", "arcp"}
 if numba is not None:
 
     @njit(cache=True, nogil=True, fastmath=_FAST)
-    def _refactor(G, A, k, L):
-        """Cholesky factor of G[A[:k]][:, A[:k]] into L[:k, :k]; False if not positive definite."""
-        for i in range(k):
-            for j in range(i + 1):
-                v = G[A[i], A[j]]
-                for m in range(j):
-                    v -= L[i, m] * L[j, m]
-                if i == j:
-                    if v <= 0.0:
-                        return False
-                    L[i, i] = math.sqrt(v)
-                else:
-                    L[i, j] = v / L[j, j]
-        return True
+    def _backward(L, k, t, u):
+        """u = L^{-T} t for the first k entries, by rows of L (contiguous); t is overwritten."""
+        for i in range(k - 1, -1, -1):
+            ui = t[i] / L[i, i]
+            u[i] = ui
+            for m in range(i):
+                t[m] -= L[i, m] * ui
 
     @njit(cache=True, nogil=True, fastmath=_FAST)
     def _one(G, b, mu, s, c, A, sig, inA, skip, L, u, w, t, a, maxk, max_steps):
@@ -94,11 +87,7 @@ if numba is not None:
             nw = k
             for i in range(k):
                 t[i] = w[i]
-            for i in range(k - 1, -1, -1):  # by rows of L (contiguous)
-                ui = t[i] / L[i, i]
-                u[i] = ui
-                for m in range(i):
-                    t[m] -= L[i, m] * ui
+            _backward(L, k, t, u)
             for j in range(h):
                 a[j] = 0.0
             for i in range(k):
@@ -198,11 +187,7 @@ if numba is not None:
             for m in range(i):
                 v -= L[i, m] * w[m]
             w[i] = v / L[i, i]
-        for i in range(k - 1, -1, -1):
-            ui = w[i] / L[i, i]
-            u[i] = ui
-            for m in range(i):
-                w[m] -= L[i, m] * ui
+        _backward(L, k, w, u)
         for i in range(k):
             s[A[i]] = u[i]
         return steps
