@@ -336,6 +336,11 @@ def _gap_terms(X, W, S, lam):
     return P, (P - D).clamp_min(0.0), C
 
 
+def _relative_gap(P, gap):
+    """gap / P per sample, 0 where P = 0 (codes and data all zero)."""
+    return torch.where(P > 0, gap / P.clamp_min(1e-300), torch.zeros_like(gap))
+
+
 def l1_duality_gap(X, W, S, lam, *, relative=True) -> torch.Tensor:
     r"""Duality gap of the L1 objective per sample, a certificate of how far codes are from optimal, (N,).
 
@@ -351,7 +356,7 @@ def l1_duality_gap(X, W, S, lam, *, relative=True) -> torch.Tensor:
     P, gap, _ = _gap_terms(X, W, S, lam)
     if not relative:
         return gap
-    return torch.where(P > 0, gap / P.clamp_min(1e-300), torch.zeros_like(gap))
+    return _relative_gap(P, gap)
 
 
 def _gap_check(X, W, lam, tol):
@@ -418,7 +423,7 @@ def _run(X, W, G, B, S, lam, t, n_iter, *, tol=0.0, history=False, monotone=Fals
     out = (res.S, res.history) if history else (res.S,)
     if return_gap:
         P, gap, _ = _gap_terms(X, W, res.S, lam)
-        out = out + (torch.where(P > 0, gap / P.clamp_min(1e-300), torch.zeros_like(gap)),)
+        out = out + (_relative_gap(P, gap),)
     return out if len(out) > 1 else out[0]
 
 

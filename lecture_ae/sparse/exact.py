@@ -31,7 +31,6 @@ problem has many), never a wrong one.
 """
 from __future__ import annotations
 
-import math
 import warnings
 from dataclasses import dataclass
 
@@ -39,7 +38,7 @@ import numpy as np
 import torch
 
 from .._checks import check_int, check_scalar
-from .coding import _GramLasso, _check_problem, _check_start, _gap_terms, _lipschitz_from_gram
+from .coding import _GramLasso, _check_problem, _check_start, _gap_terms, _lipschitz_from_gram, _relative_gap
 from . import _homotopy
 from .proximal import accelerated_proximal_gradient, soft_prox
 
@@ -185,14 +184,14 @@ def lasso(X, W, lam, *, tol=1e-10, max_iter=5000, S0=None, check_every=5, device
         S_full = torch.zeros(N, h, dtype=X.dtype, device=X.device)
         S_full[:, k_dev] = red.S
         P, gap, _ = _gap_terms(X, W, S_full, lam)
-        rel = torch.where(P > 0, gap / P.clamp_min(1e-300), torch.zeros_like(gap))
+        rel = _relative_gap(P, gap)
         return LassoResult(S=S_full, gap=rel, n_iter=red.n_iter, converged=rel <= tol)
     if X.device.type == "cpu" and _homotopy.available() and N:
         out = _homotopy_codes(X, W, lam)
         if out is not None:
             S_h, P, gap = out
             ok = gap <= tol * P
-            rel = torch.where(P > 0, gap / P.clamp_min(1e-300), torch.zeros_like(gap))
+            rel = _relative_gap(P, gap)
             n_iter = torch.zeros(N, dtype=torch.long)
             rest = (~ok).nonzero().flatten()
             if rest.numel():  # not certified (nearly collinear atoms, float32 rounding): the proximal-gradient path
@@ -232,14 +231,11 @@ def _lasso_pg(X, W, lam, tol, max_iter, S, check_every):
     gaps = torch.full((N,), float("inf"), dtype=X.dtype, device=X.device)
     last_support = torch.zeros(N, h, dtype=torch.bool, device=X.device)
 
-    def relative(P, gap):
-        return torch.where(P > 0, gap / P.clamp_min(1e-300), torch.zeros_like(gap))
-
     def check(rows, S_rows, smooth, R=None):
         Xr = X[rows]
         P, gap, _ = _gap_terms(Xr, W, S_rows, lam)
         stop = gap <= tol * P
-        gaps[rows] = relative(P, gap)
+        gaps[rows] = _relative_gap(P, gap)
         support = S_rows != 0
         # polish only where the support has settled since the last check (and fits the data's dimension)
         # (and where FISTA's gap is already small enough: the polished point is the exact optimum there)
@@ -269,7 +265,7 @@ def _lasso_pg(X, W, lam, tol, max_iter, S, check_every):
         values[todo] = torch.where((ok | better)[:, None], V, St)
         stop = stop.clone()
         stop[todo[ok]] = True
-        gaps[rows[todo[ok]]] = relative(Pv[ok], gapv[ok])
+        gaps[rows[todo[ok]]] = _relative_gap(Pv[ok], gapv[ok])
         jump = torch.zeros_like(stop)
         jump[todo[better]] = True
         return stop, values, jump
@@ -278,5 +274,5 @@ def _lasso_pg(X, W, lam, tol, max_iter, S, check_every):
                                         check=check, check_every=check_every)
     if max_iter == 0:
         P, gap, _ = _gap_terms(X, W, res.S, lam)
-        gaps = relative(P, gap)
+        gaps = _relative_gap(P, gap)
     return LassoResult(S=res.S, gap=gaps, n_iter=res.n_iter, converged=gaps <= tol)
