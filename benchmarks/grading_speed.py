@@ -10,15 +10,21 @@ implementations in turn) are graded in a fresh temporary course per mode:
 ``plain``      ``nbgrader autograde`` with nbgrader's own Execute step (the hidden tests run in the
                student's kernel: what the trusted grader replaces; no sandbox, no protection);
 ``trusted``    ``nbgrader autograde`` with the course's configuration: the notebook in a sandboxed
-               kernel and the trusted grader's sandboxed child, one submission after the other;
+               kernel and the trusted grader's sandboxed child, one submission after the other
+               (the two passes of a submission at the same time: up to two busy cores);
+``serial-1``   the same with ``c.TrustedExecute.parallel = False``: one process at a time, one core;
 ``dask-N``     ``python -m lecture_ae.grading autograde --workers N``: a local Dask cluster of N
                single-threaded worker processes, the coordinator writing the gradebook;
 ``scheduler``  the same on a cluster started like an instructor does (``dask scheduler`` and
                ``dask worker --nworkers 2 --nthreads 1`` on the loopback).
 
-Printed: wall seconds, seconds per submission, submissions per minute and the ratio to ``plain``
-(goal for the trusted pass: at most 1.5x plain), then where a submission's time goes in the Dask
-modes (the kernel pass, the trusted grader and the coordinator's recording, medians).
+Printed: wall seconds, seconds per submission, submissions per minute, the machine's CPU seconds
+per submission and how many cores were busy on average (from ``/proc/stat``), and the ratio to
+``plain`` (goal for the trusted pass: at most 1.5x plain) and of the Dask modes to the serial
+ones (goal 1.8x on 2 cores); then where a submission's time goes in the Dask modes (the kernel
+pass, the trusted grader and the coordinator's recording, medians) and the scaling this predicts
+for N workers: a worker needs the task's CPU seconds per submission, the single coordinator its
+recording seconds, so N workers give about min(N / task, 1 / record) submissions per second.
 """
 from __future__ import annotations
 
@@ -31,16 +37,30 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks._common import table  # noqa: E402
-from lecture_ae.grading.pipeline import _env, fill_from_source, grade_submissions, replace_solution  # noqa: E402
+from lecture_ae.grading.pipeline import _env, fill_from_source, grade_submissions, replace_solution, run_nbgrader  # noqa: E402
 
 PLAIN = ("c.Autograde.autograde_preprocessors = ['nbgrader.preprocessors.Execute'] + "
          "c.Autograde.autograde_preprocessors[1:]")
+SERIAL_1 = "c.TrustedExecute.parallel = False"
 TRUSTED_GOAL = 1.5
+DASK_GOAL = 1.8
+
+
+def _busy_seconds() -> float | None:
+    """CPU seconds the whole machine has spent busy (all cores), from ``/proc/stat``; None elsewhere."""
+    try:
+        with open("/proc/stat") as fh:
+            fields = [int(v) for v in fh.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
 
 
 def submissions(assignment: str, n: int) -> dict:
@@ -87,16 +107,22 @@ def _cluster(root: Path, nworkers: int):
 def run_mode(mode: str, assignment: str, subs: dict, workdir: Path) -> dict:
     root = workdir / mode
     env = {"LECTURE_AE_PROGRESS": "0"}
-    if mode in ("plain", "trusted"):
-        run = grade_submissions(assignment, subs, root=root, timeout=120, feedback=False, export=False,
-                                engine="nbgrader", config_extra=PLAIN if mode == "plain" else "", env=env)
-        graded = sum(st.autograded for st in run.students.values())
-        return {"mode": mode, "wall": run.seconds["autograde"], "graded": graded, "breakdown": {}}
+    if mode in ("plain", "trusted", "serial-1"):
+        extra = {"plain": PLAIN, "trusted": "", "serial-1": SERIAL_1}[mode]
+        run = grade_submissions(assignment, subs, root=root, timeout=120, autograde=False, env=env, config_extra=extra)
+        busy0 = _busy_seconds()
+        t0 = time.perf_counter()
+        run_nbgrader(["autograde", assignment], cwd=root, env=_env(env))  # exits 1 when a submission failed
+        wall = time.perf_counter() - t0
+        busy = None if busy0 is None else _busy_seconds() - busy0
+        graded = sum(1 for sid in subs if (root / "grading" / "autograded" / sid / assignment).is_dir())
+        return {"mode": mode, "wall": wall, "busy": busy, "graded": graded, "breakdown": {}}
     grade_submissions(assignment, subs, root=root, timeout=120, autograde=False, env=env)
     from lecture_ae.grading.coordinator import autograde
 
     os.environ.update(env)
     close = None
+    busy0 = _busy_seconds()
     try:
         if mode == "scheduler":
             address, close = _cluster(root, 2)
@@ -107,11 +133,12 @@ def run_mode(mode: str, assignment: str, subs: dict, workdir: Path) -> dict:
     finally:
         if close is not None:
             close()
+    busy = None if busy0 is None else _busy_seconds() - busy0
     stages = {}
     for per in summary.breakdown.values():
         for stage, secs in per.items():
             stages.setdefault(stage, []).append(secs)
-    return {"mode": mode, "wall": summary.wall, "graded": len(summary.graded) + len(summary.failed),
+    return {"mode": mode, "wall": summary.wall, "busy": busy, "graded": len(summary.graded) + len(summary.failed),
             "breakdown": {k: statistics.median(v) for k, v in stages.items()}}
 
 
@@ -119,15 +146,15 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--assignment", default="ps1_sparse_coding")
     parser.add_argument("--students", type=int, default=20)
-    parser.add_argument("--modes", default="plain,trusted,dask-1,dask-2,scheduler",
-                        help="comma-separated: plain, trusted, dask-N, scheduler")
+    parser.add_argument("--modes", default="plain,trusted,serial-1,dask-1,dask-2,scheduler",
+                        help="comma-separated: plain, trusted, serial-1, dask-N, scheduler")
     parser.add_argument("--keep", action="store_true", help="keep the temporary course folders")
     args = parser.parse_args(argv)
     if args.students < 1:
         parser.error("--students must be at least 1")
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     for m in modes:
-        if m not in ("plain", "trusted", "scheduler") and not (m.startswith("dask-") and m[5:].isdigit()):
+        if m not in ("plain", "trusted", "serial-1", "scheduler") and not (m.startswith("dask-") and m[5:].isdigit()):
             parser.error(f"--modes: unknown mode {m!r}")
 
     subs = submissions(args.assignment, args.students)
@@ -143,26 +170,48 @@ def main(argv=None) -> int:
         else:
             shutil.rmtree(workdir, ignore_errors=True)
 
-    plain = next((r["wall"] for r in results if r["mode"] == "plain"), None)
-    print(f"\nautograding {args.assignment}: {args.students} submissions, {os.cpu_count()} CPU cores")
+    n = args.students
+    wall = {r["mode"]: r["wall"] for r in results}
+    plain = wall.get("plain")
+    print(f"\nautograding {args.assignment}: {n} submissions, {os.cpu_count()} CPU cores")
     rows = []
     for r in results:
-        per = r["wall"] / args.students
-        rows.append({"mode": r["mode"], "graded": f"{r['graded']}/{args.students}", "wall s": f"{r['wall']:.1f}",
+        per = r["wall"] / n
+        rows.append({"mode": r["mode"], "graded": f"{r['graded']}/{n}", "wall s": f"{r['wall']:.1f}",
                      "s/submission": f"{per:.2f}", "submissions/min": f"{60 / per:.1f}",
-                     "vs plain": f"{r['wall'] / plain:.2f}x" if plain else "-"})
-    table(rows, ["mode", "graded", "wall s", "s/submission", "submissions/min", "vs plain"])
-    trusted = next((r["wall"] for r in results if r["mode"] == "trusted"), None)
-    if plain and trusted:
-        ratio = trusted / plain
-        print(f"\ntrusted / plain = {ratio:.2f} (goal at most {TRUSTED_GOAL}): "
+                     "CPU s/submission": f"{r['busy'] / n:.2f}" if r.get("busy") is not None else "-",
+                     "cores busy": f"{r['busy'] / r['wall']:.2f}" if r.get("busy") is not None else "-",
+                     "vs plain": f"{plain / r['wall']:.2f}x" if plain else "-"})
+    table(rows, ["mode", "graded", "wall s", "s/submission", "submissions/min", "CPU s/submission", "cores busy",
+                 "vs plain"])
+    if plain and "trusted" in wall:
+        ratio = wall["trusted"] / plain
+        print(f"\ntrusted time / plain time = {ratio:.2f} (goal at most {TRUSTED_GOAL}): "
               f"{'ok' if ratio <= TRUSTED_GOAL else 'SLOWER THAN THE GOAL'}")
+    for serial in ("trusted", "serial-1"):
+        for r in results:
+            if serial in wall and (r["mode"].startswith("dask-") or r["mode"] == "scheduler"):
+                ratio = wall[serial] / r["wall"]
+                print(f"{r['mode']} vs {serial}: {ratio:.2f}x faster (goal {DASK_GOAL}x on 2 cores): "
+                      f"{'ok' if ratio >= DASK_GOAL else 'not reached'}")
+    busy = {r["mode"]: r["busy"] / r["wall"] for r in results if r.get("busy") is not None}
+    if "trusted" in busy:
+        print(f"serial trusted grading keeps {busy['trusted']:.2f} cores busy: on {os.cpu_count()} cores no engine "
+              f"can be more than {os.cpu_count() / busy['trusted']:.2f}x faster than it")
     split = [r for r in results if r["breakdown"]]
     if split:
         print("\nper submission (median seconds) in the Dask modes")
         stages = sorted({s for r in split for s in r["breakdown"]})
         table([{"mode": r["mode"], **{s: f"{r['breakdown'].get(s, 0):.2f}" for s in stages}} for r in split],
               ["mode", *stages])
+        one = min(split, key=lambda r: int(r["mode"][5:]) if r["mode"].startswith("dask-") else 99)
+        task = one["breakdown"].get("kernel", 0) + one["breakdown"].get("trusted", 0)
+        record = one["breakdown"].get("record", 0)
+        if task and record:
+            print(f"\nexpected with N workers (from {one['mode']}): a task {task:.2f} s on its worker, the "
+                  f"coordinator's recording {record:.2f} s per submission, so about min(N / {task:.2f}, "
+                  f"1 / {record:.2f}) submissions per second: it stops scaling near N = {task / record:.0f} workers "
+                  f"({60 / record:.0f} submissions per minute)")
     return 0
 
 
