@@ -194,41 +194,48 @@ def run_kernel_pass(nb, *, files: dict[str, bytes] | None = None, sandbox: Sandb
                         resources={"metadata": {"path": workdir}}, shutdown_kernel="immediate")
         client.cap = cap
         position = start
-        async with client.async_setup_kernel():
-            sandbox.reclaim(rundir)  # its sockets exist now: no more files in the host's folder
-            for i in ok:  # the cells that ran before the restart, for their effects (tests have none)
-                if is_test_cell(nb.cells[i]):
-                    continue
-                scratch = copy.deepcopy(nb.cells[i])
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(client.async_execute_cell(scratch, i), cell_timeout + 5)
-            while position < len(code_cells):
-                index = code_cells[position]
-                if time.monotonic() > deadline:
-                    for j in code_cells[position:]:
-                        problems[j] = "not run: the notebook ran past its total time limit"
-                    return len(code_cells)
-                cell = nb.cells[index]
-                why = (skip or {}).get(_meta(cell).get("grade_id"))
-                if why:
-                    problems[index] = why
-                    cell.outputs = [error_output(why)]
+        try:
+            async with client.async_setup_kernel():
+                sandbox.reclaim(rundir)  # its sockets exist now: no more files in the host's folder
+                for i in ok:  # the cells that ran before the restart, for their effects (tests have none)
+                    if is_test_cell(nb.cells[i]):
+                        continue
+                    scratch = copy.deepcopy(nb.cells[i])
+                    with contextlib.suppress(Exception):
+                        await asyncio.wait_for(client.async_execute_cell(scratch, i), cell_timeout + 5)
+                while position < len(code_cells):
+                    index = code_cells[position]
+                    if time.monotonic() > deadline:
+                        for j in code_cells[position:]:
+                            problems[j] = "not run: the notebook ran past its total time limit"
+                        return len(code_cells)
+                    cell = nb.cells[index]
+                    why = (skip or {}).get(_meta(cell).get("grade_id"))
+                    if why:
+                        problems[index] = why
+                        cell.outputs = [error_output(why)]
+                        position += 1
+                        continue
+                    try:
+                        await client.async_execute_cell(cell, index)
+                    except CellTimeoutError:
+                        problems[index] = (f"this cell did not finish within {cell_timeout:g} s (NBGRADER_EXECUTE_TIMEOUT); "
+                                           "it was stopped, and the notebook went on in a new kernel")
+                        cell.outputs.append(error_output(problems[index]))
+                        return position + 1
+                    except DeadKernelError:
+                        problems[index] = "the kernel died while this cell ran; the notebook went on in a new kernel"
+                        cell.outputs.append(error_output(problems[index]))
+                        return position + 1
+                    ok.append(index)
                     position += 1
-                    continue
-                try:
-                    await client.async_execute_cell(cell, index)
-                except CellTimeoutError:
-                    problems[index] = (f"this cell did not finish within {cell_timeout:g} s (NBGRADER_EXECUTE_TIMEOUT); "
-                                       "it was stopped, and the notebook went on in a new kernel")
-                    cell.outputs.append(error_output(problems[index]))
-                    return position + 1
-                except DeadKernelError:
-                    problems[index] = "the kernel died while this cell ran; the notebook went on in a new kernel"
-                    cell.outputs.append(error_output(problems[index]))
-                    return position + 1
-                ok.append(index)
-                position += 1
-        return position
+            return position
+        finally:
+            # nbclient shuts down only a kernel manager it made itself (km=None): this one is ours, and a
+            # kernel left running holds its sandbox (~200 MB) until the grading process ends (a Dask
+            # worker grading 200 submissions filled the machine's memory with them)
+            with contextlib.suppress(Exception):
+                await km.shutdown_kernel(now=True)
 
     async def main():
         position, attempt = 0, 0
