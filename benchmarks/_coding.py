@@ -18,6 +18,11 @@ scikit-learn's / celer's tol) chosen on a grid, best of ``repeat`` runs, interle
 support" = the set of non-zero codes of every sample equals that of E*'s codes.  SPAMS' LARS is
 exact: one run for every tolerance.  celer has no batch interface: it is run in a loop over a
 subset of ``celer_n`` samples and its time scaled by N / celer_n (said so in the table).
+
+``isolate=True`` (the default) times every library in a fresh process of its own (``spawn``; the
+same threads), best of ``repeat`` runs there: in one process, a call of SPAMS made our numba
+kernel about 1.8x slower for the rest of the process (measured 2026-12-03, cause not found), so
+interleaving in one process measured the order of the calls as much as the solvers.
 """
 from __future__ import annotations
 
@@ -79,7 +84,39 @@ def solvers(X, W, lam, threads, celer_n):
     return out
 
 
-def bench(X, W, lam, *, threads=1, repeat=3, celer_n=300):
+def _time_family(name, X, W, lam, threads, celer_n, repeat):
+    """In a fresh process: best-of-``repeat`` seconds of every setting of solver ``name`` and its first codes."""
+    from threadpoolctl import threadpool_limits
+
+    torch.set_num_threads(threads)
+    with threadpool_limits(threads):
+        settings = solvers(X, W, lam, threads, celer_n)[name]
+        out = []
+        for label, fn in settings:
+            best, S = float("inf"), None
+            for _ in range(repeat):
+                t0 = time.perf_counter()
+                got = fn()
+                best = min(best, time.perf_counter() - t0)
+                S = got if S is None else S
+            out.append((label, best, S.to(torch.float64)))
+    return out
+
+
+def _isolated(X, W, lam, threads, celer_n, repeat):
+    """{name: [(label, best seconds, codes)]}: every library timed in a process of its own."""
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    names = list(solvers(X, W, lam, threads, celer_n))
+    out = {}
+    for name in names:  # one after the other: each process has the machine to itself
+        with ProcessPoolExecutor(1, mp_context=mp.get_context("spawn")) as pool:
+            out[name] = pool.submit(_time_family, name, X, W, lam, threads, celer_n, repeat).result()
+    return out
+
+
+def bench(X, W, lam, *, threads=1, repeat=3, celer_n=300, isolate=True):
     """Rows of the table: for every solver the time to each tolerance and to the exact support."""
     ref = sp.lasso(X, W, lam, tol=1e-10)
     S_ref = ref.S
@@ -88,7 +125,16 @@ def bench(X, W, lam, *, threads=1, repeat=3, celer_n=300):
     table = {}
     runs = solvers(X, W, lam, threads, celer_n)
     measured = {name: [] for name in runs}
-    for r in range(repeat):  # interleaved: every solver once per round
+    if isolate:
+        for name, rows in _isolated(X, W, lam, threads, celer_n, repeat).items():
+            celer = name.startswith("celer")
+            n = celer_n if celer else X.shape[0]
+            E_ref = float(sp.l1_objective(X[:n], W, S_ref[:n], lam))
+            for label, t, S in rows:
+                E = float(sp.l1_objective(X[:n], W, S[:n], lam))
+                measured[name].append({"label": label, "t": t * (X.shape[0] / n), "rel": (E - E_ref) / E_ref,
+                                       "support": bool(torch.equal(S[:n] != 0, supp[:n]))})
+    for r in range(0 if isolate else repeat):  # interleaved: every solver once per round
         for name, settings in runs.items():
             for k, (label, fn) in enumerate(settings):
                 t0 = time.perf_counter()

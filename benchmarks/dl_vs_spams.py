@@ -158,7 +158,7 @@ def bench_coding(args):
             W = sp.init_dictionary(atoms, h, seed=0)
             for lam in args.coding_lam:
                 E_star, table, _ = _coding.bench(X, W, lam, threads=args.threads, repeat=args.repeat,
-                                                celer_n=args.celer_n)
+                                                celer_n=args.celer_n, isolate=not args.one_process)
                 title = (f"Codes: {args.n} patches 8x8 of {image}, h = {h} atoms (other patches), lam = {lam}, "
                          f"float64, {args.threads} thread(s) for every library, {time.strftime('%Y-%m-%d')}")
                 ratios[(image, h, lam)] = _coding.print_table(title, E_star, table)
@@ -183,6 +183,8 @@ def main(argv=None):
     ap.add_argument("--coding-h", type=int, nargs="+", default=[100, 256])
     ap.add_argument("--coding-lam", type=float, nargs="+", default=[0.1, 0.5])
     ap.add_argument("--celer-n", type=int, default=300, help="samples celer codes (in a loop); its time is scaled")
+    ap.add_argument("--one-process", action="store_true",
+                    help="codes: time every library interleaved in this process (default: each in a fresh process)")
     args = ap.parse_args(argv)
     torch_threads = torch.get_num_threads()
     torch.set_num_threads(args.threads)
