@@ -327,26 +327,6 @@ def test_a_cell_that_hangs_is_reported_and_skipped_in_the_replay(tmp_path):
         assert c.get("y") == 2
 
 
-
-def _descendants(pid: int) -> list[int]:
-    """Processes below ``pid`` (from /proc)."""
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as fh:
-                    ppid = int(fh.read().rsplit(")", 1)[1].split()[1])
-            except (OSError, ValueError, IndexError):
-                continue
-            children.setdefault(ppid, []).append(int(entry))
-    out, todo = [], [pid]
-    while todo:
-        for c in children.get(todo.pop(), []):
-            out.append(c)
-            todo.append(c)
-    return out
-
-
 @needs_bwrap
 def test_the_kernel_pass_leaves_no_kernel_running():
     """Each kernel of the pass (the one restarted after a hung cell too) is shut down: a long-lived
@@ -354,6 +334,7 @@ def test_the_kernel_pass_leaves_no_kernel_running():
     import time
 
     import nbformat
+    import psutil
 
     from lecture_ae.grading.autograde import run_kernel_pass
     from lecture_ae.grading.sandbox import require
@@ -361,11 +342,16 @@ def test_the_kernel_pass_leaves_no_kernel_running():
     nb = nbformat.v4.new_notebook()
     nb.cells = [nbformat.v4.new_code_cell("x = 1"), nbformat.v4.new_code_cell("while True:\n    pass"),
                 nbformat.v4.new_code_cell("print(x + 1)")]
-    before = set(_descendants(os.getpid()))
+    me = psutil.Process()
+
+    def below():
+        return {p.pid for p in me.children(recursive=True)}
+
+    before = below()
     executed, problems = run_kernel_pass(nb, sandbox=require(True), cell_timeout=3)
     assert list(problems) == [1] and "did not finish" in problems[1]
     assert executed.cells[2].outputs[0]["text"].strip() == "2"
     deadline = time.monotonic() + 10
-    while (left := set(_descendants(os.getpid())) - before) and time.monotonic() < deadline:
+    while (left := below() - before) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not left, f"processes left running after the kernel pass: {sorted(left)}"
