@@ -191,7 +191,7 @@ def run_kernel_pass(nb, *, files: dict[str, bytes] | None = None, sandbox: Sandb
         client = Client(nb, km=km, timeout=int(cell_timeout), allow_errors=True, interrupt_on_timeout=False,
                         raise_on_iopub_timeout=False, startup_timeout=120, record_timing=False,
                         extra_arguments=["--HistoryManager.hist_file=:memory:"],
-                        resources={"metadata": {"path": workdir}}, shutdown_kernel="immediate")
+                        resources={"metadata": {"path": workdir}})
         client.cap = cap
         position = start
         try:
@@ -231,9 +231,9 @@ def run_kernel_pass(nb, *, files: dict[str, bytes] | None = None, sandbox: Sandb
                     position += 1
             return position
         finally:
-            # nbclient shuts down only a kernel manager it made itself (km=None): this one is ours, and a
-            # kernel left running holds its sandbox (~200 MB) until the grading process ends (a Dask
-            # worker grading 200 submissions filled the machine's memory with them)
+            # nbclient shuts down only a kernel manager it made itself (km=None; its shutdown_kernel setting
+            # does nothing here): this one is ours, and a kernel left running holds its sandbox (~200 MB)
+            # until the grading process ends (a Dask worker grading 200 submissions filled the memory)
             with contextlib.suppress(Exception):
                 await km.shutdown_kernel(now=True)
 
