@@ -20,7 +20,8 @@ exact: one run for every tolerance.  celer has no batch interface: it is run in 
 subset of ``celer_n`` samples and its time scaled by N / celer_n (said so in the table).
 
 ``isolate=True`` (the default) times every library in a fresh process of its own (``spawn``; the
-same threads), best of ``repeat`` runs there: in one process, a call of SPAMS made our numba
+same threads), best of ``repeat`` runs there (so ``repeat`` >= 2 leaves out each library's
+first-call costs in a new process): in one process, a call of SPAMS made our numba
 kernel about 1.8x slower for the rest of the process (measured 2026-12-03, cause not found), so
 interleaving in one process measured the order of the calls as much as the solvers.
 """
@@ -84,31 +85,33 @@ def solvers(X, W, lam, threads, celer_n):
     return out
 
 
+def _best_times(runs, repeat):
+    """{name: [(label, best-of-``repeat`` seconds, codes of the first run)]}, every setting once per round."""
+    out = {name: [[label, float("inf"), None] for label, _ in settings] for name, settings in runs.items()}
+    for _ in range(repeat):  # interleaved: every solver once per round
+        for name, settings in runs.items():
+            for entry, (_, fn) in zip(out[name], settings):
+                t0 = time.perf_counter()
+                S = fn()
+                entry[1] = min(entry[1], time.perf_counter() - t0)
+                entry[2] = S if entry[2] is None else entry[2]
+    return {name: [tuple(e) for e in entries] for name, entries in out.items()}
+
+
 def _time_family(name, X, W, lam, threads, celer_n, repeat):
-    """In a fresh process: best-of-``repeat`` seconds of every setting of solver ``name`` and its first codes."""
+    """In a fresh process: :func:`_best_times` of solver ``name``, with ``threads`` threads."""
     from threadpoolctl import threadpool_limits
 
     torch.set_num_threads(threads)
     with threadpool_limits(threads):
-        settings = solvers(X, W, lam, threads, celer_n)[name]
-        out = []
-        for label, fn in settings:
-            best, S = float("inf"), None
-            for _ in range(repeat):
-                t0 = time.perf_counter()
-                got = fn()
-                best = min(best, time.perf_counter() - t0)
-                S = got if S is None else S
-            out.append((label, best, S.to(torch.float64)))
-    return out
+        return _best_times({name: solvers(X, W, lam, threads, celer_n)[name]}, repeat)[name]
 
 
-def _isolated(X, W, lam, threads, celer_n, repeat):
-    """{name: [(label, best seconds, codes)]}: every library timed in a process of its own."""
+def _isolated(names, X, W, lam, threads, celer_n, repeat):
+    """:func:`_best_times` of every solver in ``names``, each timed in a process of its own."""
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor
 
-    names = list(solvers(X, W, lam, threads, celer_n))
     out = {}
     for name in names:  # one after the other: each process has the machine to itself
         with ProcessPoolExecutor(1, mp_context=mp.get_context("spawn")) as pool:
@@ -124,33 +127,16 @@ def bench(X, W, lam, *, threads=1, repeat=3, celer_n=300, isolate=True):
     supp = S_ref != 0
     table = {}
     runs = solvers(X, W, lam, threads, celer_n)
-    measured = {name: [] for name in runs}
-    if isolate:
-        for name, rows in _isolated(X, W, lam, threads, celer_n, repeat).items():
-            celer = name.startswith("celer")
-            n = celer_n if celer else X.shape[0]
-            E_ref = float(sp.l1_objective(X[:n], W, S_ref[:n], lam))
-            for label, t, S in rows:
-                E = float(sp.l1_objective(X[:n], W, S[:n], lam))
-                measured[name].append({"label": label, "t": t * (X.shape[0] / n), "rel": (E - E_ref) / E_ref,
-                                       "support": bool(torch.equal(S[:n] != 0, supp[:n]))})
-    for r in range(0 if isolate else repeat):  # interleaved: every solver once per round
-        for name, settings in runs.items():
-            for k, (label, fn) in enumerate(settings):
-                t0 = time.perf_counter()
-                S = fn()
-                t = time.perf_counter() - t0
-                if r == 0:
-                    celer = name.startswith("celer")
-                    n = celer_n if celer else X.shape[0]
-                    E = float(sp.l1_objective(X[:n], W, S[:n], lam)) if celer else float(sp.l1_objective(X, W, S, lam))
-                    E_ref = float(sp.l1_objective(X[:n], W, S_ref[:n], lam)) if celer else E_star
-                    same = bool(torch.equal(S[:n] != 0, supp[:n]))
-                    measured[name].append({"label": label, "t": t * (X.shape[0] / n), "rel": (E - E_ref) / E_ref,
-                                           "support": same})
-                else:
-                    scale = X.shape[0] / celer_n if name.startswith("celer") else 1.0
-                    measured[name][k]["t"] = min(measured[name][k]["t"], t * scale)
+    timings = _isolated(list(runs), X, W, lam, threads, celer_n, repeat) if isolate else _best_times(runs, repeat)
+    measured = {}
+    for name, rows in timings.items():
+        n = celer_n if name.startswith("celer") else X.shape[0]  # celer codes the first n samples only
+        E_ref = float(sp.l1_objective(X[:n], W, S_ref[:n], lam))
+        measured[name] = []
+        for label, t, S in rows:
+            E = float(sp.l1_objective(X[:n], W, S[:n], lam))
+            measured[name].append({"label": label, "t": t * (X.shape[0] / n), "rel": (E - E_ref) / E_ref,
+                                   "support": bool(torch.equal(S[:n] != 0, supp[:n]))})
     for name, pts in measured.items():
         row = {}
         for eps in TOLS:
