@@ -51,8 +51,10 @@ formgrader: $(VENV)/.all
 ## make test: install everything the tests need and run the whole suite
 # One worker per core and one more (TEST_JOBS=1 for a single process): the grading tests spend
 # much of their time waiting on the hostile students' time limits (a sleeping submission uses
-# no core), so with only one worker per core the 2-core machine stood 43% idle (make test used
-# 114% CPU of 200%). A file's tests stay on one worker, so a notebook's cells run in order in one kernel.
+# no core); with one worker per core make test used 114% CPU of 200%. Measured with the third
+# worker (after the kernel-leak fix, which cut the CPU time from 1508 to 893 s): 110%, 13.5 min;
+# the extra worker was not measured on its own. A file's tests stay on one worker, so a
+# notebook's cells run in order in one kernel.
 # One BLAS/OpenMP thread per worker and kernel: with a worker per core, more threads only
 # fight over the cores (a test or chapter then runs 10x slower).
 TEST_JOBS ?= $(shell echo $$(( $$(nproc 2>/dev/null || echo 1) + 1 )))
