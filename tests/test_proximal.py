@@ -218,3 +218,18 @@ def test_homotopy_handles_empty_and_all_zero_codes():
     r32 = sp.lasso(X.float(), W.float(), 0.1, tol=1e-5)  # float32: certified to what float32 can say
     assert r32.S.dtype == torch.float32 and bool(r32.converged.all())
     torch.testing.assert_close(r32.S.double(), sp.lasso(X, W, 0.1).S, rtol=0, atol=1e-5)
+
+
+def test_lasso_leaves_torch_thread_count_alone():
+    # numba's OpenMP layer shares torch's runtime: restoring numba's thread count used to set torch's too
+    # (torch.set_num_threads(1), one sparse.lasso call, and torch ran on every core from then on)
+    X, W = _random_problem(N=40, d=8, h=12)
+    before = torch.get_num_threads()
+    try:
+        for n in (1, 2):
+            torch.set_num_threads(n)
+            X @ W  # torch's OpenMP pool in use
+            sp.lasso(X, W, 0.1)
+            assert torch.get_num_threads() == n
+    finally:
+        torch.set_num_threads(before)

@@ -23,6 +23,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import torch
 
 try:  # numba is a dependency; without it lasso() uses the torch path only
     import numba
@@ -261,11 +262,15 @@ def homotopy(G: np.ndarray, B: np.ndarray, xx: np.ndarray, mu: float, *, max_ste
     maxk = h
     max_steps = 8 * h + 16 if max_steps is None else int(max_steps)
     threads = max(1, min(int(threads), numba.config.NUMBA_NUM_THREADS))
-    old = numba.get_num_threads()
+    # numba's OpenMP layer and torch share one OpenMP runtime: numba.set_num_threads sets torch's thread
+    # count too (seen: torch.set_num_threads(1), then a call here left torch at 2), so both are put back
+    old, old_torch = numba.get_num_threads(), torch.get_num_threads()
     numba.set_num_threads(threads)
     try:
         chunk = max(16, min(512, n // (4 * threads) + 1))
         _many(G, B, xx, float(mu), S, steps, P, gap, chunk, maxk, max_steps)
     finally:
         numba.set_num_threads(old)
+        if torch.get_num_threads() != old_torch:
+            torch.set_num_threads(old_torch)
     return S, steps, P, gap
