@@ -44,7 +44,8 @@ def as_tensor(
         t = t.to(torch.get_default_dtype())
     if device is not None:
         t = t.to(get_device(device))
-    if finite and t.numel() and not bool(torch.isfinite(t).all()):
+    # NaN and infinities show in the smallest or largest entry (aminmax propagates NaN): no (N, d) mask
+    if finite and t.numel() and not bool(torch.isfinite(torch.stack(torch.aminmax(t))).all()):
         bad = "NaN" if bool(torch.isnan(t).any()) else "inf"
         raise ValueError(f"{name} contains {bad}; every entry must be finite")
     return t

@@ -16,18 +16,24 @@ one row per entering atom and rotated back to triangular form (Givens) per leavi
 
 This is the exact solver behind :func:`lecture_ae.sparse.lasso` on the CPU; the caller
 certifies every sample with the duality gap and hands any it cannot certify to the
-proximal-gradient path.  Samples run in parallel over ``numba``'s threads.
+proximal-gradient path.  Blocks of samples run side by side in Python threads (the compiled loop
+releases the GIL).
+
+What the loop does for speed (each measured on 10,000 camera patches, h = 100 and 256, lam 0.1 and
+0.5, one thread, 2026-12-04; together 1.4-1.6x): the step to the next entering atom is computed for
+every atom without a branch and then reduced (the compiler vectorises it; 1.25-1.45x over a scan
+that divides only for a new best), the update of the correlations c is fused with the first row of
+the direction's correlations a, and a is accumulated four rows of G per pass.
 """
 from __future__ import annotations
 
 import math
 
 import numpy as np
-import torch
 
 try:  # numba is a dependency; without it lasso() uses the torch path only
     import numba
-    from numba import njit, prange
+    from numba import njit
 except ImportError:  # pragma: no cover - exercised only where numba is missing
     numba = None
 
@@ -53,7 +59,7 @@ if numba is not None:
                 t[m] -= L[i, m] * ui
 
     @njit(cache=True, nogil=True, fastmath=_FAST)
-    def _one(G, b, mu, s, c, A, sig, inA, skip, L, u, w, t, a, maxk, max_steps):
+    def _one(G, b, mu, s, c, A, sig, blk, L, u, w, t, a, maxk, max_steps):
         """The homotopy for one sample; codes into s (h,), returns the number of events."""
         h = b.shape[0]
         big = 0.0
@@ -61,8 +67,7 @@ if numba is not None:
         for j in range(h):
             s[j] = 0.0
             c[j] = b[j]
-            inA[j] = False
-            skip[j] = False
+            blk[j] = False
             if abs(b[j]) > big and G[j, j] > 0.0:
                 big = abs(b[j])
                 j0 = j
@@ -71,11 +76,14 @@ if numba is not None:
         lam = big
         A[0] = j0
         sig[0] = 1.0 if c[j0] > 0 else -1.0
-        inA[j0] = True
+        blk[j0] = True
         L[0, 0] = math.sqrt(G[j0, j0])
         k = 1
         steps = 0
         dropped = -1
+        gprev = 0.0
+        for j in range(h):
+            a[j] = 0.0
         nw = 0  # rows of w = L^{-1} sigma_A that are up to date
         while steps < max_steps:
             steps += 1
@@ -89,9 +97,33 @@ if numba is not None:
             for i in range(k):
                 t[i] = w[i]
             _backward(L, k, t, u)
-            for j in range(h):
-                a[j] = 0.0
-            for i in range(k):
+            ui = u[0]
+            row = A[0]
+            for j in range(h):  # the last step's update of c, fused with the first row of a
+                c[j] -= gprev * a[j]
+                a[j] = ui * G[row, j]
+            i = 1
+            while i + 3 < k:  # four rows per pass over a
+                u1 = u[i]
+                u2 = u[i + 1]
+                u3 = u[i + 2]
+                u4 = u[i + 3]
+                r1 = A[i]
+                r2 = A[i + 1]
+                r3 = A[i + 2]
+                r4 = A[i + 3]
+                for j in range(h):
+                    a[j] += (u1 * G[r1, j] + u2 * G[r2, j]) + (u3 * G[r3, j] + u4 * G[r4, j])
+                i += 4
+            while i + 1 < k:  # two rows per pass over a
+                u1 = u[i]
+                u2 = u[i + 1]
+                r1 = A[i]
+                r2 = A[i + 1]
+                for j in range(h):
+                    a[j] += u1 * G[r1, j] + u2 * G[r2, j]
+                i += 2
+            if i < k:
                 ui = u[i]
                 row = A[i]
                 for j in range(h):
@@ -99,27 +131,30 @@ if numba is not None:
             gamma = lam - mu
             event = 0
             who = -1
-            if dropped >= 0:
-                skip[dropped] = True  # the atom that just left cannot re-enter at the same point
-            for j in range(h):  # the first inactive atom to reach +-(lam - gamma); a division only for a new best
-                if inA[j] or skip[j]:
-                    continue
+            big_g = gamma
+            for j in range(h):  # every atom's entering step, branch-free (vectorised); blocked atoms get gamma
                 cj = c[j]
                 aj = a[j]
-                num = lam - cj
-                den = 1.0 - aj
-                if den > 0.0 and num > 0.0 and num < gamma * den:
-                    gamma = num / den
-                    event = 1
-                    who = j
-                num = lam + cj
-                den = 1.0 + aj
-                if den > 0.0 and num > 0.0 and num < gamma * den:
-                    gamma = num / den
-                    event = 1
-                    who = j
+                d1 = 1.0 - aj
+                d2 = 1.0 + aj
+                n1 = lam - cj
+                n2 = lam + cj
+                g1 = n1 / d1 if (d1 > 0.0) and (n1 > 0.0) else big_g
+                g2 = n2 / d2 if (d2 > 0.0) and (n2 > 0.0) else big_g
+                g = min(g1, g2)
+                t[j] = big_g if blk[j] else g
+            gmin = big_g
+            for j in range(h):
+                gmin = min(gmin, t[j])
+            if gmin < gamma:
+                gamma = gmin
+                event = 1
+                for j in range(h):
+                    if t[j] == gmin:
+                        who = j
+                        break
             if dropped >= 0:
-                skip[dropped] = False
+                blk[dropped] = False  # the atom that left at the last step could not re-enter at the same point
             for i in range(k):
                 if u[i] != 0.0:
                     g = -s[A[i]] / u[i]
@@ -129,8 +164,7 @@ if numba is not None:
                         who = i
             for i in range(k):
                 s[A[i]] += gamma * u[i]
-            for j in range(h):
-                c[j] -= gamma * a[j]
+            gprev = gamma
             lam -= gamma
             dropped = -1
             if event == 0:
@@ -148,18 +182,17 @@ if numba is not None:
                     L[k, i] = v
                     d2 -= v * v
                 if d2 <= 1e-11 * G[who, who]:  # (nearly) in the span of A: leave it to the caller's check
-                    skip[who] = True
+                    blk[who] = True
                     continue
                 L[k, k] = math.sqrt(d2)
                 A[k] = who
-                sig[k] = 1.0 if c[who] > 0 else -1.0
-                inA[who] = True
+                sig[k] = 1.0 if c[who] - gprev * a[who] > 0 else -1.0
+                blk[who] = True
                 k += 1
             else:
                 j = A[who]
                 s[j] = 0.0
-                inA[j] = False
-                dropped = j
+                dropped = j  # blk[j] stays True for one step
                 for i in range(who, k - 1):
                     A[i] = A[i + 1]
                     sig[i] = sig[i + 1]
@@ -220,24 +253,34 @@ if numba is not None:
         D = 2.0 * alpha * (xx - sb) - alpha * alpha * rr
         return P, max(P - D, 0.0)
 
-    @njit(cache=True, nogil=True, parallel=True, fastmath=_FAST)
-    def _many(G, B, xx, mu, S, steps, P, gap, chunk, maxk, max_steps):
-        n, h = B.shape
-        n_chunks = (n + chunk - 1) // chunk
-        for q in prange(n_chunks):
-            c = np.empty(h)
-            A = np.empty(h, dtype=np.int64)
-            sig = np.empty(h)
-            inA = np.empty(h, dtype=np.bool_)
-            skip = np.empty(h, dtype=np.bool_)
-            L = np.zeros((maxk + 1, maxk + 1))
-            u = np.empty(h)
-            w = np.empty(h)
-            t = np.empty(h)
-            a = np.empty(h)
-            for i in range(q * chunk, min(n, (q + 1) * chunk)):
-                steps[i] = _one(G, B[i], mu, S[i], c, A, sig, inA, skip, L, u, w, t, a, maxk, max_steps)
-                P[i], gap[i] = _gap(G, B[i], xx[i], mu, S[i], c)
+    @njit(cache=True, nogil=True, fastmath=_FAST)
+    def _rows(G, B, xx, mu, S, steps, P, gap, lo, hi, maxk, max_steps):
+        """Rows lo..hi-1, in the calling thread (nogil: the callers' threads run blocks side by side)."""
+        h = B.shape[1]
+        c = np.empty(h)
+        A = np.empty(h, dtype=np.int64)
+        sig = np.empty(h)
+        L = np.zeros((maxk + 1, maxk + 1))
+        u = np.empty(h)
+        w = np.empty(h)
+        t = np.empty(h)
+        a = np.empty(h)
+        blk = np.empty(h, dtype=np.bool_)
+        for i in range(lo, hi):
+            steps[i] = _one(G, B[i], mu, S[i], c, A, sig, blk, L, u, w, t, a, maxk, max_steps)
+            P[i], gap[i] = _gap(G, B[i], xx[i], mu, S[i], c)
+
+
+_POOLS: dict = {}
+
+
+def _pool(threads):
+    """One thread pool per thread count, kept for the process (the compiled loop releases the GIL)."""
+    if threads not in _POOLS:
+        from concurrent.futures import ThreadPoolExecutor
+
+        _POOLS[threads] = ThreadPoolExecutor(threads, thread_name_prefix="lecture_ae-homotopy")
+    return _POOLS[threads]
 
 
 def homotopy(G: np.ndarray, B: np.ndarray, xx: np.ndarray, mu: float, *, max_steps: int | None = None,
@@ -246,6 +289,10 @@ def homotopy(G: np.ndarray, B: np.ndarray, xx: np.ndarray, mu: float, *, max_ste
 
     Returns S, the events per row, and per row the primal value P and the duality gap of the lecture's
     :math:`\|x - Ws\|^2 + 2\mu\|s\|_1` (computed from G, B and xx, as in :func:`~lecture_ae.sparse.l1_duality_gap`).
+    ``threads`` > 1 splits the rows into blocks run by that many Python threads.  Not numba's own
+    ``parallel``: its OpenMP layer shares torch's OpenMP runtime, so setting its thread count set
+    torch's too, and its threads spin after a loop while torch's want the cores (a torch call next
+    to it ran up to 20x slower on 2 cores).
     """
     if numba is None:  # pragma: no cover
         raise RuntimeError("numba is not installed")
@@ -261,16 +308,14 @@ def homotopy(G: np.ndarray, B: np.ndarray, xx: np.ndarray, mu: float, *, max_ste
         return S, steps, xx.copy(), gap
     maxk = h
     max_steps = 8 * h + 16 if max_steps is None else int(max_steps)
-    threads = max(1, min(int(threads), numba.config.NUMBA_NUM_THREADS))
-    # numba's OpenMP layer and torch share one OpenMP runtime: numba.set_num_threads sets torch's thread
-    # count too (seen: torch.set_num_threads(1), then a call here left torch at 2), so both are put back
-    old, old_torch = numba.get_num_threads(), torch.get_num_threads()
-    numba.set_num_threads(threads)
-    try:
-        chunk = max(16, min(512, n // (4 * threads) + 1))
-        _many(G, B, xx, float(mu), S, steps, P, gap, chunk, maxk, max_steps)
-    finally:
-        numba.set_num_threads(old)
-        if torch.get_num_threads() != old_torch:
-            torch.set_num_threads(old_torch)
+    threads = max(1, min(int(threads), n // 64 + 1))
+    args = (G, B, xx, float(mu), S, steps, P, gap)
+    if threads == 1:
+        _rows(*args, 0, n, maxk, max_steps)
+    else:  # blocks of rows, 4 per thread (the rows' costs differ), each block one call of the compiled loop
+        edges = np.linspace(0, n, 4 * threads + 1).astype(np.int64)
+        futures = [_pool(threads).submit(_rows, *args, int(lo), int(hi), maxk, max_steps)
+                   for lo, hi in zip(edges[:-1], edges[1:]) if hi > lo]
+        for f in futures:
+            f.result()
     return S, steps, P, gap

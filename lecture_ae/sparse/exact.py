@@ -173,13 +173,14 @@ def lasso(X, W, lam, *, tol=1e-10, max_iter=5000, S0=None, check_every=5, device
     max_iter = check_int(max_iter, "max_iter", low=0)
     check_every = check_int(check_every, "check_every")
     N, h = X.shape[0], W.shape[1]
-    S = _check_start(S0, N, h, X)
+    S = None if S0 is None else _check_start(S0, N, h, X)  # zeros only where a path needs them
     keep, rep, scale = _distinct_atoms(W)
     if keep.numel() < h:  # duplicate, opposite, parallel or zero atoms: solve on the distinct ones
         k_dev, rep_dev, scale_dev = keep.to(X.device), rep.to(X.device), scale.to(X.device)
         S_red = torch.zeros(N, keep.numel(), dtype=X.dtype, device=X.device)
         used = rep_dev >= 0
-        S_red.index_add_(1, rep_dev[used], S[:, used] * scale_dev[used])  # the same reconstruction
+        if S is not None:
+            S_red.index_add_(1, rep_dev[used], S[:, used] * scale_dev[used])  # the same reconstruction
         red = lasso(X, W[:, k_dev], lam, tol=tol, max_iter=max_iter, S0=S_red, check_every=check_every)
         S_full = torch.zeros(N, h, dtype=X.dtype, device=X.device)
         S_full[:, k_dev] = red.S
@@ -198,7 +199,7 @@ def lasso(X, W, lam, *, tol=1e-10, max_iter=5000, S0=None, check_every=5, device
                 sub = _lasso_pg(X[rest], W, lam, tol, max_iter, S_h[rest], check_every)
                 S_h[rest], rel[rest], n_iter[rest] = sub.S, sub.gap, sub.n_iter.to(torch.long)
             return LassoResult(S=S_h, gap=rel, n_iter=n_iter, converged=rel <= tol)
-    return _lasso_pg(X, W, lam, tol, max_iter, S, check_every)
+    return _lasso_pg(X, W, lam, tol, max_iter, _check_start(None, N, h, X) if S is None else S, check_every)
 
 
 def _homotopy_codes(X, W, lam):
