@@ -79,30 +79,35 @@ class Problem:
 # --------------------------------------------------------------------------- dictionary learning
 def bench_dictionary(P):
     args, lam, bs = P.args, P.lam, 256
-    runs = {"SPAMS trainDL": [], f"ours: online, unit-norm atoms ({args.encoder_iter} FISTA steps per batch)": []}
+    ours_names = {"fista": f"ours: online, unit-norm atoms ({args.encoder_iter} FISTA steps per batch)",
+                  "lasso": "ours: online, unit-norm atoms (exact codes per batch: sparse.lasso)"}
+    ours_names = {enc: ours_names[enc] for enc in args.encoders}
+    runs = {"SPAMS trainDL": [], **{name: [] for name in ours_names.values()}}
     D0 = np.asfortranarray(P.W0.numpy())
-    spams_name, ours_name = list(runs)
+    spams_name = "SPAMS trainDL"
 
     def spams_run(it):
         return spams.trainDL(P.Xf, D=D0, lambda1=lam / 2, mode=2, iter=it, batchsize=bs, numThreads=args.threads,
                              verbose=False)
 
-    def ours_run(steps):
+    def ours_run(steps, encoder):
         res = sp.online_dictionary_learning(P.X, args.h, lam, 0.0, n_steps=steps, batch_size=bs,
-                                            encoder_iter=args.encoder_iter, unit_norm=True, W0=P.W0,
-                                            eval_every=steps, eval_encoder_iter=1, seed=0, show_progress=False)
+                                            encoder_iter=args.encoder_iter, encoder=encoder, unit_norm=True,
+                                            W0=P.W0, eval_every=steps, eval_encoder_iter=1, seed=0,
+                                            show_progress=False)
         return res.seconds[-1], res.W.numpy()
 
-    spams_run(2), ours_run(2)  # warm-up
+    spams_run(2), [ours_run(2, enc) for enc in ours_names]  # warm-up
     for it in args.spams_steps:
         t, D = _best_time(lambda: spams_run(it), args.repeat)
         runs[spams_name].append((it, t, P.criterion(D)))
-    for steps in args.ours_steps:
-        best_t, W = float("inf"), None
-        for _ in range(args.repeat):
-            t, W = ours_run(steps)  # seconds of the algorithm's own work (its evaluation excluded)
-            best_t = min(best_t, t)
-        runs[ours_name].append((steps, best_t, P.criterion(W)))
+    for enc, ours_name in ours_names.items():
+        for steps in args.ours_steps:
+            best_t, W = float("inf"), None
+            for _ in range(args.repeat):
+                t, W = ours_run(steps, enc)  # seconds of the algorithm's own work (its evaluation excluded)
+                best_t = min(best_t, t)
+            runs[ours_name].append((steps, best_t, P.criterion(W)))
     skl_name = f"scikit-learn MiniBatchDictionaryLearning (fit_algorithm='{args.sklearn_algorithm}')"
     runs[skl_name] = []
     # one run of partial_fit on shuffled mini-batches (what fit does), timed step by step, evaluated at checkpoints
@@ -135,13 +140,16 @@ def bench_dictionary(P):
     for k, t_ref, target in runs[spams_name]:
         row = {"target: SPAMS after": f"{k} steps", "objective": f"{target:.5f}"}
         times = {}
-        for name, short in ((spams_name, "SPAMS"), (ours_name, "ours"), (skl_name, "scikit-learn")):
+        shorts = [(spams_name, "SPAMS")] + [(name, f"ours ({enc})") for enc, name in ours_names.items()]
+        for name, short in shorts + [(skl_name, "scikit-learn")]:
             hit = next(((kk, t) for kk, t, c in runs[name] if c <= target), None)
             times[short] = None if hit is None else hit[1]
             row[f"{short} [s]"] = "not reached" if hit is None else f"{hit[1]:.2f} ({hit[0]} steps)"
-        for short in ("SPAMS", "scikit-learn"):
-            ok = times[short] is not None and times["ours"] is not None
-            row[f"speed-up vs {short}"] = f"{times[short] / times['ours']:.2f}x" if ok else "-"
+        for enc in ours_names:
+            ours = times[f"ours ({enc})"]
+            for short in ("SPAMS", "scikit-learn"):
+                ok = times[short] is not None and ours is not None
+                row[f"{enc}: vs {short}"] = f"{times[short] / ours:.2f}x" if ok else "-"
         rows.append(row)
     _table(rows, list(rows[0]))
     return spams_run(args.spams_steps[-1])
@@ -173,6 +181,8 @@ def main(argv=None):
     ap.add_argument("--lam", type=float, default=0.1)
     ap.add_argument("--repeat", type=int, default=2, help="timed runs per measurement (the minimum is reported)")
     ap.add_argument("--encoder-iter", type=int, default=30, help="our FISTA steps per mini-batch")
+    ap.add_argument("--encoders", nargs="+", default=["fista", "lasso"], choices=["fista", "lasso"],
+                    help="how our online dictionary learning codes a mini-batch")
     ap.add_argument("--spams-steps", type=int, nargs="+", default=[10, 20, 40, 80, 160])
     ap.add_argument("--ours-steps", type=int, nargs="+", default=[round(10 * 2 ** (k / 4)) for k in range(21)])
     ap.add_argument("--sklearn-steps", type=int, nargs="+", default=[10, 20, 40],

@@ -221,6 +221,21 @@ def test_online_unit_norm_keeps_atoms_in_the_ball_and_lowers_the_objective():
     assert all(b < a for a, b in zip(res.objective, res.objective[1:]))
 
 
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_online_with_exact_codes_per_batch(dtype):
+    # encoder="lasso": every mini-batch coded exactly (as SPAMS' trainDL does with LARS); the same steps
+    # then reach a lower objective than 5 FISTA steps per batch, and the atoms stay in the ball
+    X = image_patches("camera", n=2000, seed=0, dtype=dtype)
+    kw = dict(n_steps=60, batch_size=64, unit_norm=True, eval_every=30, eval_encoder_iter=300, seed=0,
+              show_progress=False)
+    exact = sp.online_dictionary_learning(X, 32, 0.1, 0.0, encoder="lasso", **kw)
+    rough = sp.online_dictionary_learning(X, 32, 0.1, 0.0, encoder="fista", encoder_iter=5, **kw)
+    assert exact.W.dtype == dtype
+    assert bool((torch.linalg.vector_norm(exact.W, dim=0) <= 1 + 1e-5).all())
+    assert all(b < a for a, b in zip(exact.objective, exact.objective[1:]))
+    assert exact.objective[-1] < rough.objective[-1]
+
+
 def test_toy_sweep_gets_sparser_with_lambda():
     X, W_true, S_true = toy_2d(300, seed=0)
     assert X.shape == (300, 2) and W_true.shape == (2, 3) and S_true.shape == (300, 3)
@@ -261,6 +276,7 @@ def test_runs_on_device_and_numpy_input(device):
         (lambda X, W, S: sp.soft_threshold(X, -0.1), "lam"),
         (lambda X, W, S: sp.batch_dictionary_learning(X, 0, 0.1, 0.1), "h"),
         (lambda X, W, S: sp.online_dictionary_learning(X, 3, 0.1, 0.1, batch_size=0), "batch_size"),
+        (lambda X, W, S: sp.online_dictionary_learning(X, 3, 0.1, 0.1, encoder="lars"), "encoder"),
         (lambda X, W, S: sp.storage_bits(S, value_bits=0), "value_bits"),
         (lambda X, W, S: sp.fista("not an array", W, 0.1), "X"),
     ],

@@ -39,6 +39,7 @@ import torch
 from .._checks import as_tensor, check_int, check_scalar
 from ..runtime import get_device, make_generator, progress
 from .coding import fista, l1_objective
+from .exact import lasso
 
 __all__ = ["update_dictionary", "init_dictionary", "dct_dictionary", "DictionaryLearningResult", "batch_dictionary_learning", "online_dictionary_learning"]
 
@@ -262,6 +263,7 @@ def online_dictionary_learning(
     n_steps=1000,
     batch_size=16,
     encoder_iter=50,
+    encoder="fista",
     W0=None,
     seed=0,
     eval_every=100,
@@ -291,7 +293,14 @@ def online_dictionary_learning(
     (pass ``eta=0``); the W step is then one pass of block-coordinate descent over
     the atoms, :math:`w_j \leftarrow \Pi_{\|w\|\le1}\big(w_j + (b_j - W a_j)/A_{jj}\big)`.
     The reported objective is then :math:`E_1` (``eta`` = 0).
+
+    ``encoder="fista"`` (the default) codes each mini-batch with ``encoder_iter`` FISTA steps;
+    ``encoder="lasso"`` with the exact codes of :func:`~lecture_ae.sparse.lasso` (the homotopy on the
+    CPU, as SPAMS' ``trainDL`` uses LARS), ``encoder_iter`` then bounding the proximal-gradient steps
+    of any sample the homotopy does not certify (relative gap 1e-10 in float64, 1e-5 in float32).
     """
+    if encoder not in ("fista", "lasso"):
+        raise ValueError(f"encoder must be 'fista' or 'lasso'; got {encoder!r}")
     X, h, lam, eta, W = _common(X, h, lam, eta, W0, device, seed)
     if unit_norm and eta != 0:
         raise ValueError(f"eta must be 0 with unit_norm=True (the constraint replaces the penalty); got {eta}")
@@ -327,7 +336,10 @@ def online_dictionary_learning(
             A_cur, B_cur, n_cur = torch.zeros_like(A_cur), torch.zeros_like(B_cur), 0.0
             epoch = batch_epoch
         Xb = X[idx]
-        Sb = fista(Xb, W, lam, n_iter=encoder_iter)
+        if encoder == "lasso":
+            Sb = lasso(Xb, W, lam, tol=1e-10 if X.dtype == torch.float64 else 1e-5, max_iter=encoder_iter).S
+        else:
+            Sb = fista(Xb, W, lam, n_iter=encoder_iter)
         beta = _forgetting_factor(step - 1, batch_size, N)
         A_prev.mul_(beta)
         B_prev.mul_(beta)
