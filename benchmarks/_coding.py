@@ -22,8 +22,9 @@ subset of ``celer_n`` samples and its time scaled by N / celer_n (said so in the
 ``isolate=True`` (the default) times every library in a fresh process of its own (``spawn``; the
 same threads), best of ``repeat`` runs there (so ``repeat`` >= 2 leaves out each library's
 first-call costs in a new process): in one process, a call of SPAMS made our numba
-kernel about 1.8x slower for the rest of the process (measured 2026-12-03, cause not found), so
-interleaving in one process measured the order of the calls as much as the solvers.
+kernel about 1.8x slower for the rest of the process (measured 2026-12-03, when the kernel still ran
+in numba's OpenMP loop, which shares an OpenMP runtime with torch and spins between loops; it now runs
+in Python threads), so interleaving in one process measured the order of the calls as much as the solvers.
 """
 from __future__ import annotations
 
