@@ -123,9 +123,12 @@ def _distinct_atoms(W, cos_tol=1e-14):
     among all the ways of splitting it between the group (the L1 cost is lowest there).
     """
     h = W.shape[1]
-    norms = torch.linalg.vector_norm(W.double(), dim=0).cpu().numpy()
-    Wn = (W.double().cpu() / torch.from_numpy(norms).clamp_min(1e-300)).numpy()
-    cos = Wn.T @ Wn  # (h, h): all the cosines at once
+    # in torch, not numpy: OpenBLAS's threads spin after a product and would take a core from the homotopy's
+    Wd = W.double().cpu()
+    nrm = torch.linalg.vector_norm(Wd, dim=0)
+    Wn = Wd / nrm.clamp_min(1e-300)
+    cos = (Wn.T @ Wn).numpy()  # (h, h): all the cosines at once
+    norms = nrm.numpy()
     big = float(norms.max()) if h else 0.0
     order = np.argsort(-norms, kind="stable")
     rep = torch.full((h,), -1, dtype=torch.long)
