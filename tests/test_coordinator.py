@@ -282,3 +282,50 @@ def test_an_interrupted_run_leaves_a_consistent_gradebook_and_only_new_finishes(
     assert f"{skipped} unchanged (skipped)" in p.stdout, p.stdout
     assert scores(_sqlite(root)) == scores(_sqlite(dask_run.root))
     assert gradebook(_sqlite(root)) == gradebook(_sqlite(dask_run.root))
+
+
+def test_the_cached_metadata_check_accepts_and_rejects_what_nbgrader_does():
+    """``_nbgrader_speed``: the schema is checked once, every cell's metadata exactly as nbgrader did."""
+    import copy
+
+    import jsonschema
+    import nbformat
+    from nbgrader.nbgraderformat import MetadataValidator
+    from nbgrader.nbgraderformat.common import BaseMetadataValidator, SchemaTooOldError
+
+    from lecture_ae.grading import _nbgrader_speed
+
+    assert _nbgrader_speed.install() and _nbgrader_speed.install()  # installed (autograde.py) and idempotent
+    patched = BaseMetadataValidator.validate_cell
+    assert patched._lecture_ae
+    original = patched.__wrapped__
+    nb = nbformat.read(Path(__file__).resolve().parents[1] / "exercises" / A / f"{A}.ipynb", as_version=4)
+    cells = [c for c in nb.cells if "nbgrader" in c.metadata]
+    assert len(cells) >= 10
+    validator = MetadataValidator()
+    validator.validate_nb(nb)  # the release is valid: nothing raised
+
+    def outcome(fn, cell):
+        try:
+            fn(validator, cell)
+        except Exception as exc:  # noqa: BLE001 - the comparison is the point
+            return type(exc), str(exc).splitlines()[0]
+        return None
+
+    broken = []
+    for cell in cells[:6]:
+        for key, value in (("points", "two"), ("grade", "yes"), ("surprise", 1), ("grade_id", 7)):
+            bad = copy.deepcopy(cell)
+            bad.metadata.nbgrader[key] = value
+            broken.append(bad)
+        old = copy.deepcopy(cell)
+        old.metadata.nbgrader["schema_version"] = 1
+        broken.append(old)
+    raised = 0
+    for cell in cells + broken:
+        mine, theirs = outcome(patched, cell), outcome(original, cell)
+        assert mine == theirs, (cell.metadata.nbgrader, mine, theirs)
+        raised += mine is not None
+    assert raised == len(broken)
+    assert outcome(patched, broken[-1])[0] is SchemaTooOldError
+    assert outcome(patched, broken[0])[0] is jsonschema.ValidationError

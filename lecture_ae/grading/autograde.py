@@ -46,8 +46,11 @@ from pathlib import Path
 import nbformat
 from traitlets import Any, Bool, Float, Unicode
 
+from . import _nbgrader_speed
 from .sandbox import Limits, Sandbox, require
 from .trusted import GradeReport, PartResult, failed_report, grade_notebook
+
+_nbgrader_speed.install()
 
 __all__ = ["public_notebook", "run_kernel_pass", "compose", "grade_submission", "SubmissionResult", "TrustedExecute",
            "TRUSTED_NOTE"]

@@ -350,8 +350,8 @@ def autograde(root, assignment: str, *, students=None, workers: int | None = Non
                             summary.parts.setdefault(g.name, []).append(float(g.score))
         summary.breakdown.setdefault(sub.student, {})["record"] = time.perf_counter() - t0
 
-    payloads, direct = {}, []
-    for sub in subs:
+    def prepare(sub: Submission):
+        """The task's payload (nbgrader's sanitised notebooks), or the reason it cannot be graded."""
         notebooks = {}
         try:
             for name, raw in sub.notebooks.items():
@@ -360,39 +360,46 @@ def autograde(root, assignment: str, *, students=None, workers: int | None = Non
                 sanitized = sanitize(raw, sub.student, assignment, name, config, db_url)
                 notebooks[name] = (sources[name], json.loads(nbformat.writes(sanitized)))
         except Exception as exc:  # invalid JSON, not a notebook: nbgrader records and reports it
-            direct.append((sub, f"{NOT_A_NOTEBOOK}: {type(exc).__name__}: {str(exc)[:200]}"))
-            continue
+            return None, f"{NOT_A_NOTEBOOK}: {type(exc).__name__}: {str(exc)[:200]}"
         if not notebooks:
-            direct.append((sub, f"no notebook of {assignment} in the submission"))
-            continue
-        payloads[sub.student] = (sub, {"assignment": assignment, "student": sub.student, "notebooks": notebooks,
-                                       "files": sub.files, "settings": settings})
+            return None, f"no notebook of {assignment} in the submission"
+        return {"assignment": assignment, "student": sub.student, "notebooks": notebooks, "files": sub.files,
+                "settings": settings}, ""
+
     from ..runtime import progress_enabled
 
     show = progress_enabled() if progress is None else progress
     bar = tqdm(total=len(subs), desc=f"autograde {assignment}", unit="submission", disable=not show,
                file=sys.stderr)
+    payloads = {}
     with _Deferred() as stop:
         try:
-            for sub, reason in direct:
-                stop.recording = True
-                record(sub, None, reason)
-                stop.recording = False
-                bar.update()
-                if stop.requested:
-                    raise KeyboardInterrupt
-            if payloads:
+            if subs:
+                # the cluster first, then each submission sanitised and sent at once: the workers
+                # grade the first ones while the coordinator prepares the rest
                 client, cluster = _cluster(workers, scheduler)
                 try:
                     summary.dashboard = getattr(client, "dashboard_link", "") if cluster is not None else ""
                     if summary.dashboard and "None" not in summary.dashboard:
                         log(f"Dask dashboard: {summary.dashboard}")
                     wanted = _resources_of(sources)
-                    futures = {}
-                    for student, (sub, payload) in payloads.items():
-                        key = f"grade-{assignment}-{student}-{sub.checksum[:12]}-{time.time_ns()}"
+                    futures, direct = {}, []
+                    for sub in subs:
+                        payload, reason = prepare(sub)
+                        if payload is None:
+                            direct.append((sub, reason))
+                            continue
+                        payloads[sub.student] = (sub, payload)
+                        key = f"grade-{assignment}-{sub.student}-{sub.checksum[:12]}-{time.time_ns()}"
                         fut = client.submit(grade_task, payload, key=key, retries=retries, resources=wanted, pure=False)
                         futures[fut] = sub
+                    for sub, reason in direct:
+                        stop.recording = True
+                        record(sub, None, reason)
+                        stop.recording = False
+                        bar.update()
+                        if stop.requested:
+                            raise KeyboardInterrupt
                     for fut in as_completed(list(futures)):
                         sub = futures[fut]
                         try:
