@@ -5,7 +5,11 @@
     .venv/bin/python benchmarks/grading_speed.py --assignment ps2_autoencoders --students 8
 
 The same submissions (the solution typed into the release, the unmodified release and wrong
-implementations in turn) are graded in a fresh temporary course per mode:
+implementations in turn, and every tenth one the next student of the trusted grader's hostile
+corpus, ``tests/hostile.py``: patched checks, file attacks, calls of the reference, process
+killers, tampered tests; ``--hostile-every``) are graded in a fresh temporary course per mode,
+with 30 s per cell (``--cell-timeout``; a course's default is 120 s, which only makes the
+looping students longer):
 
 ``plain``      ``nbgrader autograde`` with nbgrader's own Execute step (the hidden tests run in the
                student's kernel: what the trusted grader replaces; no sandbox, no protection);
@@ -64,14 +68,32 @@ def _busy_seconds() -> float | None:
     return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
 
 
-def submissions(assignment: str, n: int) -> dict:
+def submissions(assignment: str, n: int, root: Path, hostile_every: int = 0) -> dict:
+    """``n`` students: the solution, the release and a wrong ISTA in turn, and every ``hostile_every``-th
+    one the next student of the trusted grader's hostile corpus (``tests/hostile.py``: patched checks,
+    IPython hooks, file attacks, calls of the reference, process killers, tampered tests)."""
     solution = fill_from_source(assignment)
     kinds = [("solution", solution), ("release", None)]
     if assignment == "ps1_sparse_coding":
         kinds.append(("wrong", replace_solution(
             "ista", "def ista(X, W, lam, n_iter=100, S0=None):\n    return torch.zeros(X.shape[0], W.shape[1])",
             base=solution)))
-    return {f"{kinds[i % len(kinds)][0]}_{i:03d}": kinds[i % len(kinds)][1] for i in range(n)}
+    corpus = []
+    if hostile_every:
+        sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+        import hostile
+
+        corpus = list(hostile.hostile_students(hostile.spec(assignment), root).items())
+    out, plain, bad = {}, 0, 0
+    for i in range(n):
+        if corpus and i % hostile_every == hostile_every - 1:
+            name, transform = corpus[bad % len(corpus)]
+            bad += 1
+        else:
+            name, transform = kinds[plain % len(kinds)]
+            plain += 1
+        out[f"{name}_{i:03d}"] = transform
+    return out
 
 
 def _free_port() -> int:
@@ -84,7 +106,8 @@ def _cluster(root: Path, nworkers: int):
     port = _free_port()
     dask = str(Path(sys.executable).with_name("dask"))
     log = open(root / "cluster.log", "w")
-    env = _env({"LECTURE_AE_PROGRESS": "0"})
+    env = _env({"LECTURE_AE_PROGRESS": "0", "DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED": "False",
+                "DASK_DISTRIBUTED__ADMIN__SYSTEM_MONITOR__GIL__ENABLED": "False"})  # as the README says
     procs = [subprocess.Popen([dask, "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"],
                               stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)]
     address = f"tcp://127.0.0.1:{port}"
@@ -105,12 +128,14 @@ def _cluster(root: Path, nworkers: int):
     return address, close
 
 
-def run_mode(mode: str, assignment: str, subs: dict, workdir: Path) -> dict:
+def run_mode(mode: str, assignment: str, n: int, workdir: Path, hostile_every: int = 0, timeout: float = 120) -> dict:
     root = workdir / mode
-    env = {"LECTURE_AE_PROGRESS": "0"}
+    subs = submissions(assignment, n, root, hostile_every)  # the same students; a file attack aims at this course
+    env = {"LECTURE_AE_PROGRESS": "0", "LECTURE_AE_CELL_TIME_LIMIT": str(timeout)}
     if mode in ("plain", "trusted", "serial-1"):
         extra = {"plain": PLAIN, "trusted": "", "serial-1": SERIAL_1}[mode]
-        grade_submissions(assignment, subs, root=root, timeout=120, autograde=False, env=env, config_extra=extra)
+        grade_submissions(assignment, subs, root=root, timeout=timeout, autograde=False, env=env,
+                          config_extra=extra)
         busy0 = _busy_seconds()
         t0 = time.perf_counter()
         run_nbgrader(["autograde", assignment], cwd=root, env=_env(env))  # exits 1 when a submission failed
@@ -118,7 +143,7 @@ def run_mode(mode: str, assignment: str, subs: dict, workdir: Path) -> dict:
         busy = None if busy0 is None else _busy_seconds() - busy0
         graded = sum(1 for sid in subs if (root / "grading" / "autograded" / sid / assignment).is_dir())
         return {"mode": mode, "wall": wall, "busy": busy, "graded": graded, "breakdown": {}}
-    grade_submissions(assignment, subs, root=root, timeout=120, autograde=False, env=env)
+    grade_submissions(assignment, subs, root=root, timeout=timeout, autograde=False, env=env)
     from lecture_ae.grading.coordinator import autograde
 
     os.environ.update(env)
@@ -137,6 +162,8 @@ def run_mode(mode: str, assignment: str, subs: dict, workdir: Path) -> dict:
     busy = None if busy0 is None else _busy_seconds() - busy0
     stages = {}
     for per in summary.breakdown.values():
+        if "kernel" in per and "kernel start" in per:  # the kernel pass = its start(s) + the cells and shutdown
+            per = {**per, "cells": per["kernel"] - per["kernel start"]}
         for stage, secs in per.items():
             stages.setdefault(stage, []).append(secs)
     return {"mode": mode, "wall": summary.wall, "busy": busy, "graded": len(summary.graded) + len(summary.failed),
@@ -149,6 +176,10 @@ def main(argv=None) -> int:
     parser.add_argument("--students", type=int, default=20)
     parser.add_argument("--modes", default="plain,trusted,serial-1,dask-1,dask-2,scheduler",
                         help="comma-separated: plain, trusted, serial-1, dask-N, scheduler")
+    parser.add_argument("--hostile-every", type=int, default=10, metavar="M",
+                        help="every M-th submission is the next of the hostile corpus (0: none; default 10)")
+    parser.add_argument("--cell-timeout", type=float, default=30,
+                        help="seconds per cell and per call of a student's function (default 30; courses: 120)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary course folders")
     args = parser.parse_args(argv)
     if args.students < 1:
@@ -158,12 +189,14 @@ def main(argv=None) -> int:
         if m not in ("plain", "trusted", "serial-1", "scheduler") and not (m.startswith("dask-") and m[5:].isdigit()):
             parser.error(f"--modes: unknown mode {m!r}")
 
-    subs = submissions(args.assignment, args.students)
+    if args.hostile_every < 0 or args.cell_timeout <= 0:
+        parser.error("--hostile-every must be at least 0 and --cell-timeout positive")
     workdir = Path(tempfile.mkdtemp(prefix="grading-speed-"))
     results = []
     try:
         for mode in modes:
-            results.append(run_mode(mode, args.assignment, subs, workdir))
+            results.append(run_mode(mode, args.assignment, args.students, workdir, args.hostile_every,
+                                    args.cell_timeout))
             print(f"  {mode}: {results[-1]['wall']:.1f} s", file=sys.stderr)
     finally:
         if args.keep:
@@ -174,7 +207,9 @@ def main(argv=None) -> int:
     n = args.students
     wall = {r["mode"]: r["wall"] for r in results}
     plain = wall.get("plain")
-    print(f"\nautograding {args.assignment}: {n} submissions, {os.cpu_count()} CPU cores")
+    hostile = n // args.hostile_every if args.hostile_every else 0
+    print(f"\nautograding {args.assignment}: {n} submissions ({hostile} from the hostile corpus), "
+          f"{os.cpu_count()} CPU cores, {args.cell_timeout:g} s per cell")
     rows = []
     for r in results:
         per = r["wall"] / n
@@ -202,8 +237,11 @@ def main(argv=None) -> int:
               f"can be more than {os.cpu_count() / cores:.2f}x faster than it")
     split = [r for r in results if r["breakdown"]]
     if split:
-        print("\nper submission (median seconds) in the Dask modes")
-        stages = sorted({s for r in split for s in r["breakdown"]})
+        print("\nper submission (median seconds) in the Dask modes: on a worker the kernel pass (its start, then the\n"
+              "cells and the shutdown) and the trusted grader one after the other; in the coordinator the recording\n"
+              "(nbgrader's autograde with the task's results: the gradebook, the autograded notebook)")
+        order = ["kernel start", "cells", "kernel", "trusted", "record"]
+        stages = sorted({s for r in split for s in r["breakdown"]}, key=lambda s: (order + [s]).index(s))
         table([{"mode": r["mode"], **{s: f"{r['breakdown'].get(s, 0):.2f}" for s in stages}} for r in split],
               ["mode", *stages])
         one = min(split, key=lambda r: int(r["mode"][5:]) if r["mode"].startswith("dask-") else 99)

@@ -152,13 +152,14 @@ def _kernel_classes():
 
 def run_kernel_pass(nb, *, files: dict[str, bytes] | None = None, sandbox: Sandbox, cell_timeout: float = 120,
                     total_timeout: float = 1800, output_kb: int | None = None,
-                    skip: dict[str, str] | None = None) -> tuple[object, dict[int, str]]:
+                    skip: dict[str, str] | None = None, timings: dict | None = None) -> tuple[object, dict[int, str]]:
     """Execute ``nb`` (a copy is changed) in a sandboxed kernel; (executed notebook, {cell index: problem}).
 
     A cell that does not finish within ``cell_timeout`` seconds or that kills the kernel gets an
     error output saying so; the kernel is started again, the earlier cells are run again (their
     new outputs discarded) and the following cells run. ``total_timeout`` bounds the whole pass.
     ``skip``: {grade id: why} of cells not to run (they hung or ended the trusted grader's process).
+    ``timings``: gets ``"kernel start"``, the seconds until the kernel answered (every start summed).
     """
     from nbclient.exceptions import CellTimeoutError, DeadKernelError
 
@@ -197,8 +198,11 @@ def run_kernel_pass(nb, *, files: dict[str, bytes] | None = None, sandbox: Sandb
                         resources={"metadata": {"path": workdir}})
         client.cap = cap
         position = start
+        t_start = time.perf_counter()
         try:
             async with client.async_setup_kernel():
+                if timings is not None:
+                    timings["kernel start"] = timings.get("kernel start", 0.0) + time.perf_counter() - t_start
                 sandbox.reclaim(rundir)  # its sockets exist now: no more files in the host's folder
                 for i in ok:  # the cells that ran before the restart, for their effects (tests have none)
                     if is_test_cell(nb.cells[i]):
@@ -347,10 +351,10 @@ def grade_submission(source_nb, submitted_nb, *, files: dict[str, bytes] | None 
         t0 = time.perf_counter()
         try:
             kernel["nb"], kernel["problems"] = run_kernel_pass(public, files=files, sandbox=sandbox,
-                                                               cell_timeout=cell_timeout, skip=skip)
+                                                               cell_timeout=cell_timeout, skip=skip, timings=seconds)
         except BaseException as exc:  # never lose the trusted scores because the outputs failed
             kernel["error"] = exc
-        seconds["kernel"] = time.perf_counter() - t0
+        seconds["kernel"] = time.perf_counter() - t0  # the whole pass: its start(s), the cells, the shutdown
 
     t0 = time.perf_counter()
     if parallel:
