@@ -80,7 +80,9 @@ def submissions(assignment: str, n: int, root: Path, hostile_every: int = 0) -> 
             base=solution)))
     corpus = []
     if hostile_every:
-        sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+        tests = str(Path(__file__).resolve().parents[1] / "tests")
+        if tests not in sys.path:  # once, though every mode builds its students
+            sys.path.insert(0, tests)
         import hostile
 
         corpus = list(hostile.hostile_students(hostile.spec(assignment), root).items())
@@ -108,8 +110,12 @@ def _cluster(root: Path, nworkers: int):
     port = _free_port()
     dask = str(Path(sys.executable).with_name("dask"))
     log = open(root / "cluster.log", "w")
-    env = _env({"LECTURE_AE_PROGRESS": "0", "DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED": "False",
-                "DASK_DISTRIBUTED__ADMIN__SYSTEM_MONITOR__GIL__ENABLED": "False"})  # as the README says
+    from lecture_ae.grading.coordinator import _WORKER_CONFIG
+
+    # the local cluster's worker settings, as environment variables (the README's commands)
+    dask_env = {"DASK_" + key.upper().replace(".", "__").replace("-", "_"): str(value)
+                for key, value in _WORKER_CONFIG.items()}
+    env = _env({"LECTURE_AE_PROGRESS": "0", **dask_env})
     procs = [subprocess.Popen([dask, "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"],
                               stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)]
     address = f"tcp://127.0.0.1:{port}"

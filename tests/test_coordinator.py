@@ -321,6 +321,9 @@ def test_the_cached_metadata_check_accepts_and_rejects_what_nbgrader_does():
         old = copy.deepcopy(cell)
         old.metadata.nbgrader["schema_version"] = 1
         broken.append(old)
+    empty = copy.deepcopy(cells[0])
+    empty.metadata["nbgrader"] = None  # nbgrader itself fails on it; so must the cached check
+    broken.insert(1, empty)
     raised = 0
     for cell in cells + broken:
         mine, theirs = outcome(patched, cell), outcome(original, cell)
