@@ -253,6 +253,13 @@ def test_tasks_that_keep_failing_are_recorded_with_the_reason(tmp_path_factory):
     assert set(total) >= {"solution", "wrong_shrink", "wrong_ista"} and not any(total.values()), total
     graded = json.loads((root / "grading" / "autograded" / "solution" / A / f"{A}.ipynb").read_text())
     assert "bubblewrap" in json.dumps(graded)
+    # nothing gradable: the failure is recorded without a cluster (this scheduler is not there)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        nowhere = f"tcp://127.0.0.1:{s.getsockname()[1]}"
+    p = _cli(root, "--student", "not_a_notebook", "--scheduler", nowhere)
+    assert p.returncode == 1, p.stdout + p.stderr
+    assert "0 graded, 1 failed" in p.stdout and "not_a_notebook: not a valid notebook" in p.stdout, p.stdout
 
 
 def test_an_interrupted_run_leaves_a_consistent_gradebook_and_only_new_finishes(tmp_path_factory, dask_run):

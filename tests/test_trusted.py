@@ -331,6 +331,7 @@ def test_a_cell_that_hangs_is_reported_and_skipped_in_the_replay(tmp_path):
 def test_the_kernel_pass_leaves_no_kernel_running():
     """Each kernel of the pass (the one restarted after a hung cell too) is shut down: a long-lived
     grading process (a Dask worker) must not collect one sandboxed kernel per submission."""
+    import threading
     import time
 
     import nbformat
@@ -347,7 +348,11 @@ def test_the_kernel_pass_leaves_no_kernel_running():
     def below():
         return {p.pid for p in me.children(recursive=True)}
 
+    def threads():
+        return {t.ident for t in threading.enumerate()}
+
     before = below()
+    threads_before, fds_before = threads(), me.num_fds()
     executed, problems = run_kernel_pass(nb, sandbox=require(True), cell_timeout=3)
     assert list(problems) == [1] and "did not finish" in problems[1]
     assert executed.cells[2].outputs[0]["text"].strip() == "2"
@@ -355,3 +360,9 @@ def test_the_kernel_pass_leaves_no_kernel_running():
     while (left := below() - before) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not left, f"processes left running after the kernel pass: {sorted(left)}"
+    # nor the kernel clients' channels: a heartbeat thread and zmq sockets per kernel made a Dask
+    # worker slower with every submission it graded
+    run_kernel_pass(nb, sandbox=require(True), cell_timeout=3)
+    extra = [t for t in threading.enumerate() if t.ident not in threads_before]
+    assert not extra, f"threads left running after the kernel pass: {[type(t).__name__ for t in extra]}"
+    assert me.num_fds() <= fds_before + 2, (fds_before, me.num_fds())

@@ -243,6 +243,14 @@ def run_kernel_pass(nb, *, files: dict[str, bytes] | None = None, sandbox: Sandb
             # until the grading process ends (a Dask worker grading 200 submissions filled the memory)
             with contextlib.suppress(Exception):
                 await km.shutdown_kernel(now=True)
+            # nor does it stop the channels of a client on such a manager: each pass would leave its
+            # heartbeat thread and its zmq sockets behind (a Dask worker grading 40 submissions had 40
+            # such threads, and its CPU per task doubled)
+            kc = getattr(client, "kc", None)
+            if kc is not None:
+                with contextlib.suppress(Exception):
+                    kc.stop_channels()
+                client.kc = None
 
     async def main():
         position, attempt = 0, 0

@@ -383,63 +383,63 @@ def autograde(root, assignment: str, *, students=None, workers: int | None = Non
     payloads = {}
     with _Deferred() as stop:
         try:
-            if subs:
-                # the cluster first, then each submission sanitised and sent at once: the workers
-                # grade the first ones while the coordinator prepares the rest
-                client, cluster = _cluster(workers, scheduler)
-                try:
-                    summary.dashboard = getattr(client, "dashboard_link", "") if cluster is not None else ""
-                    if summary.dashboard and "None" not in summary.dashboard:
-                        log(f"Dask dashboard: {summary.dashboard}")
-                    wanted = _resources_of(sources)
-                    futures, direct = {}, []
-                    for sub in subs:
-                        payload, reason = prepare(sub)
-                        if payload is None:
-                            direct.append((sub, reason))
-                            continue
-                        payloads[sub.student] = (sub, payload)
-                        key = f"grade-{assignment}-{sub.student}-{sub.checksum[:12]}-{time.time_ns()}"
-                        fut = client.submit(grade_task, payload, key=key, retries=retries, resources=wanted, pure=False)
-                        futures[fut] = sub
-                    for sub, reason in direct:
+            client = cluster = None
+            try:
+                wanted = _resources_of(sources)
+                futures = {}
+                for sub in subs:
+                    payload, reason = prepare(sub)
+                    if payload is None:  # recorded at once, with no cluster needed for it
                         stop.recording = True
                         record(sub, None, reason)
                         stop.recording = False
                         bar.update()
                         if stop.requested:
                             raise KeyboardInterrupt
-                    for fut in as_completed(list(futures)):
-                        sub = futures[fut]
-                        try:
-                            result = fut.result()
-                            reason = ""
-                        except Exception as exc:  # failed on every try (e.g. its worker died each time)
-                            result, reason = None, f"grading failed {retries + 1} times: {type(exc).__name__}: {exc}"
-                        if result is None:
-                            result = {"notebooks": {}}
-                            for name, (source, sanitized) in payloads[sub.student][1]["notebooks"].items():
-                                nb = _failed_notebook(sanitized, reason, source)
-                                result["notebooks"][name] = {"notebook": json.loads(nbformat.writes(nb)),
-                                                             "report": _failed_report_json(source, reason),
-                                                             "kernel_problems": {}, "timings": {}}
-                        summary.seconds[sub.student] = float(result.get("seconds", 0.0))
-                        for name, res in result["notebooks"].items():
-                            for stage, secs in (res.get("timings") or {}).items():
-                                per = summary.breakdown.setdefault(sub.student, {})  # summed over notebooks
-                                per[stage] = per.get(stage, 0.0) + float(secs)
-                        stop.recording = True
-                        record(sub, result["notebooks"], reason)
-                        stop.recording = False
-                        bar.update()
-                        if stop.requested:
-                            raise KeyboardInterrupt
-                finally:
+                        continue
+                    if client is None:
+                        # the cluster at the first gradable submission, then each one sent as soon as it is
+                        # sanitised: the workers grade the first ones while the coordinator prepares the rest
+                        client, cluster = _cluster(workers, scheduler)
+                        summary.dashboard = getattr(client, "dashboard_link", "") if cluster is not None else ""
+                        if summary.dashboard and "None" not in summary.dashboard:
+                            log(f"Dask dashboard: {summary.dashboard}")
+                    payloads[sub.student] = (sub, payload)
+                    key = f"grade-{assignment}-{sub.student}-{sub.checksum[:12]}-{time.time_ns()}"
+                    fut = client.submit(grade_task, payload, key=key, retries=retries, resources=wanted, pure=False)
+                    futures[fut] = sub
+                for fut in (as_completed(list(futures)) if futures else ()):  # (as_completed([]) wants a client)
+                    sub = futures[fut]
+                    try:
+                        result = fut.result()
+                        reason = ""
+                    except Exception as exc:  # failed on every try (e.g. its worker died each time)
+                        result, reason = None, f"grading failed {retries + 1} times: {type(exc).__name__}: {exc}"
+                    if result is None:
+                        result = {"notebooks": {}}
+                        for name, (source, sanitized) in payloads[sub.student][1]["notebooks"].items():
+                            nb = _failed_notebook(sanitized, reason, source)
+                            result["notebooks"][name] = {"notebook": json.loads(nbformat.writes(nb)),
+                                                         "report": _failed_report_json(source, reason),
+                                                         "kernel_problems": {}, "timings": {}}
+                    summary.seconds[sub.student] = float(result.get("seconds", 0.0))
+                    for name, res in result["notebooks"].items():
+                        for stage, secs in (res.get("timings") or {}).items():
+                            per = summary.breakdown.setdefault(sub.student, {})  # summed over notebooks
+                            per[stage] = per.get(stage, 0.0) + float(secs)
+                    stop.recording = True
+                    record(sub, result["notebooks"], reason)
+                    stop.recording = False
+                    bar.update()
+                    if stop.requested:
+                        raise KeyboardInterrupt
+            finally:
+                if client is not None:
                     with contextlib.suppress(Exception):
                         client.close()
-                    if cluster is not None:
-                        with contextlib.suppress(Exception):
-                            cluster.close()
+                if cluster is not None:
+                    with contextlib.suppress(Exception):
+                        cluster.close()
         except KeyboardInterrupt:
             summary.interrupted = True
         finally:
