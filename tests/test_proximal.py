@@ -209,6 +209,29 @@ def test_homotopy_and_proximal_gradient_paths_agree():
         assert torch.equal(res.S != 0, pg.S.abs() > 1e-9)
 
 
+def test_homotopy_certifies_exact_ties():
+    """Atoms whose correlations are tied (at the start or on the way) enter together, with a zero step:
+    the compiled homotopy itself certifies those samples, without the proximal-gradient fallback."""
+    from lecture_ae.sparse import _homotopy
+
+    d, h = 8, 6
+    W = torch.eye(d, dtype=torch.float64)[:, :h].clone()
+    W[:, 4] = (W[:, 0] + W[:, 2]) / 2 ** 0.5
+    X = torch.zeros(5, d, dtype=torch.float64)
+    X[0, :2] = 1.0  # atoms 0 and 1 tied from the start
+    X[1, :3] = 1.0  # atom 4 first, then 0 and 2 tied with 1
+    X[2, :2] = torch.tensor([2.0, -2.0])  # a tie of opposite signs
+    X[3] = torch.randn(d, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    X[4, :4] = 0.5  # four tied atoms and their mixture
+    for lam in (0.1, 0.5, 1.5):
+        S, steps, P, gap = _homotopy.homotopy((W.T @ W).numpy(), (X @ W).numpy(), (X * X).sum(1).numpy(), lam / 2)
+        assert float((torch.from_numpy(gap) / torch.from_numpy(P).clamp_min(1e-300)).max()) <= 1e-12, (lam, gap, P)
+        res = sp.lasso(X, W, lam)
+        assert int(res.n_iter.max()) == 0 and float(res.gap.max()) <= 1e-12
+        torch.testing.assert_close(res.S, torch.from_numpy(S), rtol=0, atol=0)
+        assert float(sp.l1_objective(X, W, res.S, lam)) <= float(sp.l1_objective(X, W, _lars(X, W, lam), lam)) + 1e-13
+
+
 def test_homotopy_handles_empty_and_all_zero_codes():
     X, W = _random_problem(N=6, d=8, h=5)
     lam_max = 2.0 * float((X @ W).abs().max())  # above it every code is 0
