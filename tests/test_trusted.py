@@ -348,11 +348,8 @@ def test_the_kernel_pass_leaves_no_kernel_running():
     def below():
         return {p.pid for p in me.children(recursive=True)}
 
-    def threads():
-        return {t.ident for t in threading.enumerate()}
-
     before = below()
-    threads_before, fds_before = threads(), me.num_fds()
+    threads_before, fds_before = {t.ident for t in threading.enumerate()}, me.num_fds()
     executed, problems = run_kernel_pass(nb, sandbox=require(True), cell_timeout=3)
     assert list(problems) == [1] and "did not finish" in problems[1]
     assert executed.cells[2].outputs[0]["text"].strip() == "2"

@@ -35,16 +35,17 @@ What the loop does for speed (each measured on 10,000 camera patches, h = 100 an
 * the update of c is fused with the first row of the direction's correlations a, and a is
   accumulated eight rows of G per pass (a loaded and stored once per eight rows);
 * with small supports the per-sample passes count: the first atom is found by a vectorised
-  reduction (not a scan with a branch per atom), and the certificate's s.c and max |c_j| run in
-  four lanes each, over the final support only (1.1-1.2x more at lam = 0.5).
+  reduction (not a scan with a branch per atom), and the certificate works on the final support
+  (s.c over it, c updated by its rows only) with max |c_j| in four lanes (1.1-1.2x more at lam = 0.5).
 
 Everything but the first item (2026-12-04 evening) made the kernel 1.45-1.6x faster than with two
 divisions per atom, one chain of minima and four rows per pass (camera: 182 -> 125, 29.0 -> 19.7,
 470 -> 322, 79.3 -> 50.2 ms; brick: 57.5 -> 37.6, 14.1 -> 9.8, 130 -> 81, 36.4 -> 22.7 ms for
 (h, lam) = (100, 0.1), (100, 0.5), (256, 0.1), (256, 0.5)), with the same codes to 1e-12.  A fused
 minimum-and-index pass (eight lanes carrying their indices) was measured too and was 2-4% slower
-than the minimum and then the scan for its first index.  Ties (atoms whose correlations reach the bound at the same point, at
-the start or on the way) enter with a zero step, so the kernel certifies those samples itself.
+than the minimum and then the scan for its first index.  Ties (atoms whose correlations reach the
+bound at the same point, at the start or on the way) enter with a zero step, so the kernel certifies
+those samples itself.
 """
 from __future__ import annotations
 
@@ -332,15 +333,13 @@ if numba is not None:
                 l1 += abs(si)
                 for j in range(h):
                     c[j] -= si * G[i, j]
-        # s.c and max |c_j| in four lanes each (one chain of compares waits on each one's latency)
-        sc0 = sc1 = sc2 = sc3 = 0.0
+        sc = 0.0
+        for q in range(k):  # s.c over the support (s is zero elsewhere)
+            sc += s[A[q]] * c[A[q]]
+        # max |c_j| in four running maxima (one chain of compares waits on each one's latency)
         m0 = m1 = m2 = m3 = 0.0
         j = 0
         while j + 4 <= h:
-            sc0 += s[j] * c[j]
-            sc1 += s[j + 1] * c[j + 1]
-            sc2 += s[j + 2] * c[j + 2]
-            sc3 += s[j + 3] * c[j + 3]
             x0 = abs(c[j])
             x1 = abs(c[j + 1])
             x2 = abs(c[j + 2])
@@ -351,11 +350,9 @@ if numba is not None:
             m3 = x3 if x3 > m3 else m3
             j += 4
         while j < h:
-            sc0 += s[j] * c[j]
             x0 = abs(c[j])
             m0 = x0 if x0 > m0 else m0
             j += 1
-        sc = (sc0 + sc1) + (sc2 + sc3)
         m0 = m1 if m1 > m0 else m0
         m2 = m3 if m3 > m2 else m2
         cmax = m2 if m2 > m0 else m0
