@@ -2,6 +2,7 @@
 import math
 import warnings
 
+import numpy as np
 import pytest
 import torch
 from sklearn.decomposition import sparse_encode
@@ -241,6 +242,28 @@ def test_homotopy_handles_empty_and_all_zero_codes():
     r32 = sp.lasso(X.float(), W.float(), 0.1, tol=1e-5)  # float32: certified to what float32 can say
     assert r32.S.dtype == torch.float32 and bool(r32.converged.all())
     torch.testing.assert_close(r32.S.double(), sp.lasso(X, W, 0.1).S, rtol=0, atol=1e-5)
+
+
+def test_lasso_codes_do_not_depend_on_the_chunks_or_the_output_buffer(monkeypatch):
+    """B = XW is computed in chunks of rows into a reused buffer, and the kernel overwrites every row of
+    the array it is given: chunk boundaries, a buffer left over from a larger call, and garbage in S
+    change nothing."""
+    from lecture_ae.sparse import _homotopy, exact
+
+    X, W = _random_problem(N=203, d=12, h=30)
+    whole = sp.lasso(X, W, 0.2)
+    monkeypatch.setattr(exact, "_WORK_ELEMENTS", 7 * 30 + 11)  # 7 rows per chunk, the last one short
+    chunked = sp.lasso(X, W, 0.2)
+    torch.testing.assert_close(chunked.S, whole.S, rtol=0, atol=0)
+    torch.testing.assert_close(chunked.gap, whole.gap, rtol=0, atol=0)
+    small = sp.lasso(X[:5], W[:, :9], 0.2)  # a smaller problem in the same (larger) buffer
+    torch.testing.assert_close(small.S, sp.lasso(X[:5].clone(), W[:, :9].clone(), 0.2).S, rtol=0, atol=0)
+    G, B, xx = (W.T @ W).numpy(), (X @ W).numpy(), (X * X).sum(1).numpy()
+    out = np.full((203, 30), np.nan)
+    S, _, _, _ = _homotopy.homotopy(G, B, xx, 0.1, S=out)
+    assert S is out and np.array_equal(out, whole.S.numpy())
+    with pytest.raises(ValueError, match="S must be"):
+        _homotopy.homotopy(G, B, xx, 0.1, S=np.zeros((203, 29)))
 
 
 def test_lasso_leaves_torch_thread_count_alone():

@@ -31,6 +31,7 @@ problem has many), never a wrong one.
 """
 from __future__ import annotations
 
+import threading
 import warnings
 from dataclasses import dataclass
 
@@ -138,6 +139,8 @@ def _distinct_atoms(W, cos_tol=1e-14):
     parallel = np.abs(cos) >= 1.0 - cos_tol
     np.fill_diagonal(parallel, False)
     has_twin = parallel.any(axis=1)
+    if not has_twin.any() and bool((norms > 1e-12 * max(big, 1e-300)).all()):  # the usual case: all distinct
+        return torch.arange(h), torch.arange(h), torch.ones(h, dtype=W.dtype)
     for j in order.tolist():
         if norms[j] <= 1e-12 * max(big, 1e-300):
             continue  # a zero atom: its code is 0
@@ -205,14 +208,43 @@ def lasso(X, W, lam, *, tol=1e-10, max_iter=5000, S0=None, check_every=5, device
     return _lasso_pg(X, W, lam, tol, max_iter, _check_start(None, N, h, X) if S is None else S, check_every)
 
 
+_WORK_ELEMENTS = 1 << 20  # float64 entries of B = XW computed at a time (8 MiB), in a buffer kept per thread
+_work = threading.local()
+
+
+def _workspace(size):
+    """A float64 buffer of at least ``size`` entries, reused by the calls of this thread (no new pages to fault in)."""
+    buf = getattr(_work, "buf", None)
+    if buf is None or buf.size < size:
+        buf = _work.buf = np.empty(size)
+    return buf[:size]
+
+
 def _homotopy_codes(X, W, lam):
     """The homotopy's codes (float64 arithmetic, X's dtype), their primal values and duality gaps, or None where
-    numba fails (then a warning)."""
+    numba fails (then a warning).
+
+    B = XW is computed in chunks of rows into a buffer kept between calls: a fresh 20 MB array (n = 10,000,
+    h = 256) cost more in first-touch page faults than the product itself.  The codes go into an array from
+    ``np.empty`` that the kernel zeroes row by row (``np.zeros`` memset it all first, 7 ms there).
+    """
+    n, h = X.shape[0], W.shape[1]
     Wd = W.double()
     try:
         Xd = X.double()
-        S, _, P, gap = _homotopy.homotopy((Wd.T @ Wd).numpy(), (Xd @ Wd).numpy(), (Xd * Xd).sum(1).numpy(), 0.5 * lam,
-                                          threads=torch.get_num_threads())
+        G = (Wd.T @ Wd).numpy()
+        xx = torch.einsum("ij,ij->i", Xd, Xd).numpy()  # (no (n, d) temporary)
+        S = np.empty((n, h))
+        P, gap = np.empty(n), np.empty(n)
+        rows = max(1, _WORK_ELEMENTS // max(h, 1))
+        buf = _workspace(min(n, rows) * h)
+        threads = torch.get_num_threads()
+        for lo in range(0, n, rows):
+            hi = min(n, lo + rows)
+            B = buf[:(hi - lo) * h].reshape(hi - lo, h)
+            torch.matmul(Xd[lo:hi], Wd, out=torch.from_numpy(B))
+            _, _, P[lo:hi], gap[lo:hi] = _homotopy.homotopy(G, B, xx[lo:hi], 0.5 * lam, threads=threads,
+                                                            S=S[lo:hi])
     except Exception as err:  # a numba that cannot compile here: the torch path still gives certified codes
         warnings.warn(f"sparse.lasso: the compiled homotopy failed ({err!r}); using the proximal-gradient path",
                       RuntimeWarning, stacklevel=3)
