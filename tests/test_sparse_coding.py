@@ -208,8 +208,24 @@ def test_unit_norm_step_is_block_coordinate_descent_in_the_unit_ball():
         return float(torch.trace(V @ A @ V.T) - 2 * torch.trace(V.T @ B))
 
     assert surrogate(new) <= surrogate(W)
-    f32 = _unit_norm_step(W.float(), A.float(), B.float())  # the NumPy loop in float32 too
+    f32 = _unit_norm_step(W.float(), A.float(), B.float())  # the compiled loop in float32 too
     torch.testing.assert_close(f32, expected.float(), rtol=1e-4, atol=1e-5)
+
+
+def test_unit_norm_step_compiled_and_numpy_loops_agree(monkeypatch):
+    from lecture_ae.sparse import dictionary
+
+    gen = torch.Generator().manual_seed(1)
+    S = torch.randn(300, 40, generator=gen, dtype=torch.float64) * (torch.rand(300, 40, generator=gen) < 0.2)
+    S[:, [3, 17]] = 0  # unused atoms
+    X = torch.randn(300, 16, generator=gen, dtype=torch.float64)
+    W = torch.randn(16, 40, generator=gen, dtype=torch.float64)
+    A, B = S.T @ S, X.T @ S
+    compiled = dictionary._unit_norm_step(W, A, B)
+    monkeypatch.setattr(dictionary, "_bcd_unit_ball", None)
+    loop = dictionary._unit_norm_step(W, A, B)
+    torch.testing.assert_close(compiled, loop, rtol=0, atol=1e-12)
+    assert torch.equal(compiled[:, [3, 17]], W[:, [3, 17]])
 
 
 def test_online_unit_norm_keeps_atoms_in_the_ball_and_lowers_the_objective():

@@ -205,21 +205,54 @@ def _unit_norm_step(W, A, B):
     r"""One pass of block-coordinate descent on tr(W A W^T) - 2 tr(W^T B), s.t. ||w_j|| <= 1.
 
     Atom by atom: :math:`w_j \leftarrow \Pi_{\|w\|\le1}\big(w_j + (b_j - W a_j)/A_{jj}\big)`, the exact
-    minimiser over :math:`w_j` with the other atoms fixed.  On the CPU the loop runs on
-    NumPy views of the same memory (a NumPy call on a 64-vector costs a fraction of a
-    torch call; the loop is sequential by nature).
+    minimiser over :math:`w_j` with the other atoms fixed.  The loop is sequential by nature (each
+    atom sees the ones updated before it): on the CPU it runs compiled (:func:`_bcd_unit_ball`, numba;
+    the loop of NumPy calls per atom was 15-20% of an online step at h = 100), on a GPU in torch
+    without a host round trip per atom.
     """
     W = W.clone()
-    used = torch.nonzero(torch.diagonal(A) > 0).flatten().tolist()
-    if W.device.type == "cpu":  # views: writing Wv writes W
+    used = torch.nonzero(torch.diagonal(A) > 0).flatten()
+    if W.device.type == "cpu" and _bcd_unit_ball is not None:
+        Wv = W.numpy()  # a view: writing Wv writes W
+        _bcd_unit_ball(Wv, np.ascontiguousarray(A.numpy()), np.ascontiguousarray(B.numpy()), used.numpy())
+        return W
+    if W.device.type == "cpu":  # without numba: the same loop on NumPy views
         Wv, Av, Bv = W.numpy(), A.numpy(), B.numpy()
         to_ball = lambda u: u / max(float(np.sqrt(u @ u)), 1.0)
-    else:  # no host round trip per atom on a GPU
+    else:
         Wv, Av, Bv = W, A, B
         to_ball = lambda u: u / torch.clamp(torch.linalg.vector_norm(u), min=1.0)
-    for j in used:
+    for j in used.tolist():
         Wv[:, j] = to_ball(Wv[:, j] + (Bv[:, j] - Wv @ Av[:, j]) / Av[j, j])
     return W
+
+
+try:  # numba is a dependency (the homotopy needs it too); without it the NumPy loop above
+    from numba import njit
+except ImportError:  # pragma: no cover
+    _bcd_unit_ball = None
+else:
+    @njit(cache=True, nogil=True, fastmath={"reassoc", "contract", "nsz", "arcp"})
+    def _bcd_unit_ball(W, A, B, used):
+        """:func:`_unit_norm_step`'s loop in place on W (d, h), for the atoms ``used`` in that order."""
+        d, h = W.shape
+        col = np.empty(h, dtype=A.dtype)
+        v = np.empty(d, dtype=W.dtype)
+        for j in used:
+            for q in range(h):
+                col[q] = A[q, j]
+            ajj = A[j, j]
+            nn = 0.0
+            for p in range(d):
+                acc = 0.0
+                for q in range(h):
+                    acc += W[p, q] * col[q]
+                vp = W[p, j] + (B[p, j] - acc) / ajj
+                v[p] = vp
+                nn += vp * vp
+            scale = 1.0 / max(math.sqrt(nn), 1.0)
+            for p in range(d):
+                W[p, j] = v[p] * scale
 
 
 def _shuffled_batches(N, batch_size, gen, device):
