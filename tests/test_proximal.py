@@ -246,16 +246,19 @@ def test_homotopy_handles_empty_and_all_zero_codes():
 
 def test_lasso_codes_do_not_depend_on_the_chunks_or_the_output_buffer(monkeypatch):
     """B = XW is computed in chunks of rows into a reused buffer, and the kernel overwrites every row of
-    the array it is given: chunk boundaries, a buffer left over from a larger call, and garbage in S
-    change nothing."""
+    the array it is given: chunk boundaries change nothing but the BLAS's last bits, a buffer left over
+    from a larger call and garbage in S change nothing at all."""
     from lecture_ae.sparse import _homotopy, exact
 
     X, W = _random_problem(N=203, d=12, h=30)
     whole = sp.lasso(X, W, 0.2)
     monkeypatch.setattr(exact, "_WORK_ELEMENTS", 7 * 30 + 11)  # 7 rows per chunk, the last one short
     chunked = sp.lasso(X, W, 0.2)
-    torch.testing.assert_close(chunked.S, whole.S, rtol=0, atol=0)
-    torch.testing.assert_close(chunked.gap, whole.gap, rtol=0, atol=0)
+    # the BLAS may round a 7-row product differently from a 203-row one (last bits of B): the same supports
+    # and signs, the codes to rounding, and every sample still certified
+    assert torch.equal(torch.sign(chunked.S), torch.sign(whole.S))
+    torch.testing.assert_close(chunked.S, whole.S, rtol=1e-10, atol=1e-12)
+    assert bool(chunked.converged.all()) and bool(whole.converged.all())
     small = sp.lasso(X[:5], W[:, :9], 0.2)  # a smaller problem in the same (larger) buffer
     torch.testing.assert_close(small.S, sp.lasso(X[:5].clone(), W[:, :9].clone(), 0.2).S, rtol=0, atol=0)
     G, B, xx = (W.T @ W).numpy(), (X @ W).numpy(), (X * X).sum(1).numpy()
