@@ -282,3 +282,30 @@ def test_lasso_leaves_torch_thread_count_alone():
             assert torch.get_num_threads() == n
     finally:
         torch.set_num_threads(before)
+
+
+def test_float32_codes_are_certified_where_their_own_residual_cannot_certify_them():
+    """Large codes against lam, samples reconstructed almost exactly: the rounded float32 codes' own scaled
+    residual gives a gap above 1e-5 (and a float32 evaluation of P - D cancels), though they are within 1e-11
+    of the optimum.  Their certificate is P (in float64) against the dual value of the float64 codes, and no
+    sample goes to the proximal-gradient path."""
+    g = torch.Generator().manual_seed(3)
+    d, h, N = 16, 40, 300
+    W = torch.randn(d, h, generator=g, dtype=torch.float64)
+    W /= torch.linalg.vector_norm(W, dim=0)
+    S_true = torch.randn(N, h, generator=g, dtype=torch.float64) * (torch.rand(N, h, generator=g) < 0.2)
+    X = 30.0 * (S_true @ W.T) + 1e-3 * torch.randn(N, d, generator=g, dtype=torch.float64)
+    lam = 0.05
+    r32 = sp.lasso(X.float(), W.float(), lam, tol=1e-5)
+    assert r32.S.dtype == r32.gap.dtype == torch.float32
+    assert bool(r32.converged.all()) and int(r32.n_iter.max()) == 0  # the homotopy's codes, no fallback
+    assert float(r32.gap.max()) <= 1e-9
+    assert float(sp.l1_duality_gap(X.float(), W.float(), r32.S, lam).max()) > 1e-5  # the weak bound
+
+    def primal(S):
+        R = X - S @ W.T
+        return (R * R).sum(dim=1) + lam * S.abs().sum(dim=1)
+
+    P_opt = primal(sp.lasso(X, W, lam).S)
+    # a valid certificate: the rounded codes' suboptimality is below it (to float64's evaluation of P)
+    assert bool(((primal(r32.S.double()) - P_opt) / P_opt <= r32.gap.double() + 1e-10).all())

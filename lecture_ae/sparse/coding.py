@@ -349,14 +349,18 @@ def l1_duality_gap(X, W, S, lam, *, relative=True) -> torch.Tensor:
     dual point is the residual :math:`r = x - Ws` scaled into that set (as in scikit-learn's and
     celer's Lasso).  Always :math:`P(s) - P(s^\star) \le P(s) - D(\theta)`, so a relative gap of
     1e-6 proves that :math:`P(s)` is within 1e-6 of the optimum.  ``relative=True`` divides by
-    :math:`P(s)` (0 where :math:`P(s) = 0`).
+    :math:`P(s)` (0 where :math:`P(s) = 0`).  Lower-precision inputs are evaluated in float64 and the
+    gap returned in their dtype: P - D cancels where P is small against :math:`\|x\|^2`, and float32's
+    own rounding there can exceed 1e-5 for codes that are within 1e-6 of the optimum.
     """
     X, W, S = _check_problem(X, W, S)
     lam = check_scalar(lam, "lam")
+    dtype = X.dtype
+    if dtype != torch.float64:
+        X, W, S = X.double(), W.double(), S.double()
     P, gap, _ = _gap_terms(X, W, S, lam)
-    if not relative:
-        return gap
-    return _relative_gap(P, gap)
+    out = gap if not relative else _relative_gap(P, gap)
+    return out.to(dtype)
 
 
 def _gap_check(X, W, lam, tol):
