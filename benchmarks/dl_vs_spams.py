@@ -93,6 +93,7 @@ def bench_dictionary(P):
     def ours_run(steps, encoder):
         res = sp.online_dictionary_learning(P.X, args.h, lam, 0.0, n_steps=steps, batch_size=bs,
                                             encoder_iter=args.encoder_iter, encoder=encoder, unit_norm=True,
+                                            dict_passes=args.dict_passes,
                                             W0=P.W0, eval_every=steps, eval_encoder_iter=1, seed=0,
                                             show_progress=False)
         return res.seconds[-1], res.W.numpy()
@@ -181,6 +182,8 @@ def main(argv=None):
     ap.add_argument("--lam", type=float, default=0.1)
     ap.add_argument("--repeat", type=int, default=2, help="timed runs per measurement (the minimum is reported)")
     ap.add_argument("--encoder-iter", type=int, default=30, help="our FISTA steps per mini-batch")
+    ap.add_argument("--dict-passes", type=int, default=3,
+                    help="our block-coordinate passes over the atoms per mini-batch (SPAMS: iter_updateD, 1)")
     ap.add_argument("--encoders", nargs="+", default=["fista", "lasso"], choices=["fista", "lasso"],
                     help="how our online dictionary learning codes a mini-batch")
     ap.add_argument("--spams-steps", type=int, nargs="+", default=[10, 20, 40, 80, 160])

@@ -237,6 +237,37 @@ def test_online_unit_norm_keeps_atoms_in_the_ball_and_lowers_the_objective():
     assert all(b < a for a, b in zip(res.objective, res.objective[1:]))
 
 
+
+def test_more_dictionary_passes_per_step_are_repeated_bcd_and_lower_the_surrogate(monkeypatch):
+    from lecture_ae.sparse import dictionary
+
+    gen = torch.Generator().manual_seed(2)
+    S = torch.randn(300, 30, generator=gen, dtype=torch.float64) * (torch.rand(300, 30, generator=gen) < 0.2)
+    X = torch.randn(300, 12, generator=gen, dtype=torch.float64)
+    W = torch.randn(12, 30, generator=gen, dtype=torch.float64)
+    A, B = S.T @ S, X.T @ S
+
+    def surrogate(V):
+        return float(torch.trace(V @ A @ V.T) - 2 * torch.trace(V.T @ B))
+
+    once = dictionary._unit_norm_step(W, A, B)
+    three = dictionary._unit_norm_step(W, A, B, 3)
+    by_hand = dictionary._unit_norm_step(dictionary._unit_norm_step(once, A, B), A, B)
+    torch.testing.assert_close(three, by_hand, rtol=0, atol=1e-13)
+    assert surrogate(three) < surrogate(once) < surrogate(W)
+    monkeypatch.setattr(dictionary, "_bcd_unit_ball", None)  # the NumPy loop does the same passes
+    torch.testing.assert_close(dictionary._unit_norm_step(W, A, B, 3), three, rtol=0, atol=1e-12)
+    monkeypatch.undo()
+    Xp = image_patches("camera", n=1000, seed=0, dtype=torch.float64)
+    kw = dict(n_steps=20, batch_size=64, unit_norm=True, eval_every=20, seed=0, show_progress=False)
+    r3 = sp.online_dictionary_learning(Xp, 24, 0.1, 0.0, dict_passes=3, **kw)
+    assert bool((torch.linalg.vector_norm(r3.W, dim=0) <= 1 + 1e-9).all())
+    assert not torch.equal(r3.W, sp.online_dictionary_learning(Xp, 24, 0.1, 0.0, **kw).W)
+    with pytest.raises(ValueError, match="dict_passes"):
+        sp.online_dictionary_learning(Xp, 24, 0.1, 0.0, dict_passes=0, **kw)
+    with pytest.raises(ValueError, match="dict_passes"):  # the penalised W step is exact: passes mean nothing
+        sp.online_dictionary_learning(Xp, 24, 0.1, 0.01, dict_passes=2, n_steps=2, show_progress=False)
+
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 def test_online_with_exact_codes_per_batch(dtype):
     # encoder="lasso": every mini-batch coded exactly (as SPAMS' trainDL does with LARS); the same steps
