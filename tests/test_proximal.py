@@ -309,3 +309,28 @@ def test_float32_codes_are_certified_where_their_own_residual_cannot_certify_the
     P_opt = primal(sp.lasso(X, W, lam).S)
     # a valid certificate: the rounded codes' suboptimality is below it (to float64's evaluation of P)
     assert bool(((primal(r32.S.double()) - P_opt) / P_opt <= r32.gap.double() + 1e-10).all())
+
+
+def test_float32_proximal_gradient_path_certifies_through_a_float64_polish(monkeypatch):
+    """The GPU path (and the CPU fallback) in float32: iterates certify themselves only to about 1e-5, so the
+    polish on a settled support is solved in float64 and its rounded codes certified against that solution's
+    dual value; every sample then reaches even tol 1e-8 within a few hundred iterations."""
+    from lecture_ae.sparse import _homotopy
+
+    monkeypatch.setattr(_homotopy, "available", lambda: False)  # the proximal-gradient path on the CPU
+    X = image_patches("camera", n=400, seed=0, dtype=torch.float64)
+    W = sp.init_dictionary(image_patches("camera", n=2000, seed=1, dtype=torch.float64), 60, seed=0)
+    ref = sp.lasso(X, W, 0.1)
+    assert bool(ref.converged.all())
+    r32 = sp.lasso(X.float(), W.float(), 0.1, tol=1e-8, max_iter=2000)
+    assert r32.S.dtype == torch.float32 and bool(r32.converged.all()) and int(r32.n_iter.max()) < 2000
+    assert int(r32.n_iter.max()) > 0  # it did run the proximal-gradient path
+    assert torch.equal(r32.S != 0, ref.S != 0)
+    torch.testing.assert_close(r32.S.double(), ref.S, rtol=1e-4, atol=1e-5)
+
+    def primal(S):
+        R = X - S @ W.T
+        return (R * R).sum(dim=1) + 0.1 * S.abs().sum(dim=1)
+
+    P_opt = primal(ref.S)
+    assert bool(((primal(r32.S.double()) - P_opt) / P_opt <= r32.gap.double() + 1e-10).all())
