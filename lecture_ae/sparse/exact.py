@@ -258,7 +258,7 @@ def _homotopy_codes(X, W, lam):
         # optimum from below).  The rounded codes' own residual, scaled, gives a far weaker bound where codes are
         # large against lam (the scaling loses eps |s| / lam), and a float32 evaluation of P - D cancels where P is
         # small against ||x||^2 (a camera patch, lam 0.1: 1.4e-5 for codes within 1e-12 of the optimum); such
-        # samples went to the proximal-gradient path in vain (0.65 s for one, minutes for a few hundred)
+        # samples went to the proximal-gradient path (0.65 s for that one camera patch)
         S_r = torch.from_numpy(S).to(X.dtype)
         P_r, gap_r = _rounded_gap(Xd, Wd, S_r, lam, torch.from_numpy(P - gap))
         return S_r, P_r.to(X.dtype), gap_r.to(X.dtype)
