@@ -253,12 +253,8 @@ def _homotopy_codes(X, W, lam):
                       RuntimeWarning, stacklevel=3)
         return None
     if X.dtype != torch.float64:
-        # the certificate of the codes returned, rounded to X's precision: their primal value P (in float64)
-        # against the dual value D of the float64 codes' scaled residual (any dual-feasible point bounds the
-        # optimum from below).  The rounded codes' own residual, scaled, gives a far weaker bound where codes are
-        # large against lam (the scaling loses eps |s| / lam), and a float32 evaluation of P - D cancels where P is
-        # small against ||x||^2 (a camera patch, lam 0.1: 1.4e-5 for codes within 1e-12 of the optimum); such
-        # samples went to the proximal-gradient path (0.65 s for that one camera patch)
+        # the rounded codes against the float64 codes' dual value (_rounded_gap); their own residual, evaluated
+        # in float32, left a camera patch (lam 0.1) at 1.4e-5 and sent it to the proximal-gradient path (0.65 s)
         S_r = torch.from_numpy(S).to(X.dtype)
         P_r, gap_r = _rounded_gap(Xd, Wd, S_r, lam, torch.from_numpy(P - gap))
         return S_r, P_r.to(X.dtype), gap_r.to(X.dtype)
