@@ -112,8 +112,63 @@ def test_dask_writes_what_serial_nbgrader_writes(serial, dask_run):
     out = dask_run.logs["autograde"].stdout
     assert "3 graded, 1 failed" in out and "failed: not_a_notebook: not a valid notebook" in out, out
     assert "grades:" in out and (dask_run.root / "grading" / "grades.csv").exists()
-    for student in ("solution", "wrong_shrink", "wrong_ista"):
-        assert (dask_run.root / "grading" / "autograded" / student / A / f"{A}.ipynb").exists()
+    for student in ("solution", "wrong_shrink", "wrong_ista"):  # the autograded notebooks too
+        assert _cells(dask_run.root, student) == _cells(serial.root, student), student
+
+
+def _cells(root, student):
+    """The autograded notebook's cells as nbgrader wrote them (kind, source, metadata without timings)."""
+    nb = json.loads((Path(root) / "grading" / "autograded" / student / A / f"{A}.ipynb").read_text())
+    return nb["metadata"].get("kernelspec"), [
+        (c["cell_type"], c["source"], {k: v for k, v in c["metadata"].items() if k != "execution"})
+        for c in nb["cells"]]
+
+
+def test_presanitized_without_a_stored_notebook_is_nbgrader_s_sanitising(dask_run):
+    """The record's sanitising step (Presanitized): with no notebook stored, nbgrader's own steps, same result."""
+    import nbformat
+
+    from lecture_ae.grading.autograde import Presanitized, sanitize_steps
+    from lecture_ae.grading.coordinator import load_config, sanitize
+
+    root = dask_run.root
+    config = load_config(root)
+    url = _sqlite(root)
+    raw = (root / "grading" / "submitted" / "wrong_ista" / A / f"{A}.ipynb").read_bytes()
+    want = sanitize(raw, "wrong_ista", A, A, config, url)
+    resources = {"nbgrader": {"student": "wrong_ista", "assignment": A, "notebook": A, "db_url": url},
+                 "unique_key": A, "metadata": {"name": A, "path": "."}}
+    assert not Presanitized.presanitized
+    got, _ = Presanitized(config=config)(nbformat.reads(raw.decode(), as_version=4), resources)
+    assert nbformat.writes(got) == nbformat.writes(want)
+    assert [c.__name__ for c in sanitize_steps(config)] == [
+        "ClearOutput", "DeduplicateIds", "OverwriteKernelspec", "OverwriteCells", "CheckCellMetadata"]
+    Presanitized.presanitized[("wrong_ista", A, A)] = json.loads(nbformat.writes(want))  # stored: taken, once
+    got, _ = Presanitized(config=config)(nbformat.reads(raw.decode(), as_version=4), resources)
+    assert nbformat.writes(got) == nbformat.writes(want) and not Presanitized.presanitized
+
+
+def test_gradebooks_share_one_engine_per_database_and_still_reopen_it(tmp_path):
+    """``_nbgrader_speed.share_engines``: compiled SQL kept per database URL; each gradebook opens afresh."""
+    from nbgrader import api
+
+    from lecture_ae.grading import _nbgrader_speed
+
+    assert _nbgrader_speed.share_engines() and api.create_engine._lecture_ae
+    one, other = f"sqlite:///{tmp_path / 'one.db'}", f"sqlite:///{tmp_path / 'other.db'}"
+    with api.Gradebook(one, course_id="c") as gb:
+        gb.add_student("ada")
+        engine = gb.engine
+    with api.Gradebook(one, course_id="c") as gb:
+        assert gb.engine is engine and [s.id for s in gb.students] == ["ada"]
+    with api.Gradebook(other, course_id="c") as gb:
+        assert gb.engine is not engine and gb.students == []
+    (tmp_path / "one.db").unlink()  # a database made again is a new database, not the old connection
+    with api.Gradebook(one, course_id="c") as gb:
+        assert gb.students == []
+        gb.add_student("grace")
+    with api.Gradebook(one, course_id="c") as gb:
+        assert [s.id for s in gb.students] == ["grace"]
 
 
 def test_the_summary_table_has_every_part(dask_run):

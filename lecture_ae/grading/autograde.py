@@ -53,7 +53,7 @@ from .trusted import GradeReport, PartResult, failed_report, grade_notebook
 _nbgrader_speed.install()
 
 __all__ = ["public_notebook", "run_kernel_pass", "compose", "grade_submission", "SubmissionResult", "TrustedExecute",
-           "TRUSTED_NOTE"]
+           "Presanitized", "sanitize_steps", "TRUSTED_NOTE"]
 
 TRUSTED_NOTE = "score set by the trusted grader"
 _BEGIN, _END = "BEGIN HIDDEN TESTS", "END HIDDEN TESTS"
@@ -438,6 +438,52 @@ class TrustedExecute(_execute_base()):
         for gid, part in result.report.parts.items():
             self.log.info("trusted grader: %s %s %s: %g / %g", student, notebook, gid, part.points, part.max_points)
         return result.notebook, resources
+
+
+def sanitize_steps(config=None) -> list:
+    """The classes of nbgrader's sanitising step of ``autograde``: the course's
+    ``c.Autograde.sanitize_preprocessors`` where it sets them, else nbgrader's own list."""
+    from nbgrader.converters.autograde import Autograde
+    from traitlets.utils.importstring import import_item
+
+    steps = None
+    if config is not None and "Autograde" in config and "sanitize_preprocessors" in config.Autograde:
+        steps = list(config.Autograde.sanitize_preprocessors)
+    if steps is None:
+        steps = Autograde.class_traits()["sanitize_preprocessors"].default()
+    steps = [import_item(s) if isinstance(s, str) else s for s in steps]
+    return [s for s in steps if s is not Presanitized]
+
+
+def _presanitized_base():
+    from nbgrader.preprocessors import NbGraderPreprocessor
+
+    return NbGraderPreprocessor
+
+
+class Presanitized(_presanitized_base()):
+    """nbgrader's sanitising step (the first pass of ``autograde``), given the notebook it produces.
+
+    The Dask coordinator sanitises each submission before it sends it to a worker (the worker
+    grades the sanitised notebook); when it then records the student with nbgrader's own
+    ``autograde``, this step, in place of :func:`sanitize_steps`, takes that notebook instead of
+    sanitising the submission a second time (the same preprocessors on the same file and
+    gradebook: the same notebook). A notebook with nothing stored goes through
+    :func:`sanitize_steps` as usual.
+    """
+
+    #: (student, assignment, notebook) -> the sanitised notebook (nbformat node or JSON data)
+    presanitized: dict = {}
+
+    def preprocess(self, nb, resources):
+        info = resources.get("nbgrader", {})
+        done = self.presanitized.pop((info.get("student"), info.get("assignment"), info.get("notebook")), None)
+        if done is not None:
+            return as_notebook(done), resources
+        for cls in sanitize_steps(self.config):
+            step = cls(parent=self.parent) if self.parent is not None else cls(config=self.config)
+            nb, resources = step(nb, resources)  # (as nbgrader's exporter calls it: a disabled step does nothing)
+        return nb, resources
 
 
 def collect_files(folder, *, exclude=(), max_bytes: int = 200 * 1024 * 1024) -> dict[str, bytes]:

@@ -27,6 +27,7 @@ whose notebooks are unchanged since they were graded.
 from __future__ import annotations
 
 import contextlib
+import copy
 import hashlib
 import json
 import os
@@ -103,15 +104,14 @@ def collect(root, assignment: str, coursedir, *, students=None, source_names=())
 def sanitize(raw: bytes, student: str, assignment: str, notebook: str, config, db_url: str):
     """The notebook as nbgrader's autograde prepares it before running it (nbgrader's own preprocessors)."""
     import nbformat
-    from nbgrader.converters.autograde import Autograde
+
+    from .autograde import sanitize_steps
 
     nb = nbformat.reads(raw.decode("utf-8"), as_version=4)
     resources = {"nbgrader": {"student": student, "assignment": assignment, "notebook": notebook, "db_url": db_url},
                  "unique_key": notebook, "metadata": {"name": notebook, "path": "."}}
-    for cls in Autograde.class_traits()["sanitize_preprocessors"].default():
-        pp = cls(config=config)
-        pp.enabled = True
-        nb, resources = pp.preprocess(nb, resources)
+    for cls in sanitize_steps(config):
+        nb, resources = cls(config=config)(nb, resources)  # (a step the course disabled does nothing, as in nbgrader)
     return nb
 
 
@@ -253,7 +253,11 @@ def _cluster(workers: int | None, scheduler: str | None):
     return Client(cluster), cluster
 
 
-_WORKER_CONFIG = {"distributed.worker.profile.enabled": False, "distributed.admin.system-monitor.gil.enabled": False}
+# (and every server's event-loop tick from 20 ms to 1 s, the system monitor from 0.5 to 2 s, the nanny's
+# memory check from 0.1 to 1 s: an idle local cluster of two workers kept 0.034 cores busy, now 0.020)
+_WORKER_CONFIG = {"distributed.worker.profile.enabled": False, "distributed.admin.system-monitor.gil.enabled": False,
+                  "distributed.admin.tick.interval": "1s", "distributed.admin.system-monitor.interval": "2s",
+                  "distributed.worker.memory.monitor-interval": "1s"}
 
 
 def _resources_of(sources: dict) -> dict | None:
@@ -290,7 +294,7 @@ def autograde(root, assignment: str, *, students=None, workers: int | None = Non
     from nbgrader.apps.api import NbGraderAPI
     from tqdm.auto import tqdm
 
-    from .autograde import SubmissionResult, TrustedExecute, as_notebook
+    from .autograde import Presanitized, SubmissionResult, TrustedExecute, as_notebook
 
     root = Path(root).resolve()
     t_start = time.perf_counter()
@@ -315,7 +319,11 @@ def autograde(root, assignment: str, *, students=None, workers: int | None = Non
         keep = [sub for sub in subs if _graded_checksum(coursedir, sub) != sub.checksum]
         summary.skipped = [sub.student for sub in subs if sub not in keep]
         subs = keep
-    api = NbGraderAPI(coursedir=coursedir, config=config)
+    # the record's nbgrader autograde takes the notebook sanitised for the task (Presanitized) instead of
+    # sanitising the submission again: same steps, same file, same gradebook
+    record_config = copy.deepcopy(config)  # (Config.copy is shallow: it would change the sanitising steps too)
+    record_config.Autograde.sanitize_preprocessors = [Presanitized]
+    api = NbGraderAPI(coursedir=coursedir, config=record_config)
     timeout = cell_timeout if cell_timeout is not None else getattr(config.Execute, "timeout", 120) or 120
     # within a task the kernel pass and the trusted grader run one after the other: the workers
     # already keep the cores busy (one per core), and a busy machine would stretch the cells' wall time
@@ -324,6 +332,9 @@ def autograde(root, assignment: str, *, students=None, workers: int | None = Non
     def record(sub: Submission, results: dict | None, reason: str = "") -> None:
         """nbgrader's autograde of one student, with the task's results: the only writes of the run."""
         t0 = time.perf_counter()
+        prepared = payloads.get(sub.student, (None, {}))[1].get("notebooks", {})
+        for name, (_, sanitized) in prepared.items():
+            Presanitized.presanitized[(sub.student, assignment, name)] = sanitized
         for name in sub.notebooks:
             res = (results or {}).get(name)
             if res is None or res.get("notebook") is None:
@@ -337,6 +348,7 @@ def autograde(root, assignment: str, *, students=None, workers: int | None = Non
         finally:
             for name in sub.notebooks:
                 TrustedExecute.precomputed.pop((sub.student, assignment, name), None)
+                Presanitized.presanitized.pop((sub.student, assignment, name), None)
         for name in sub.notebooks:  # the checksum of what is now in the gradebook
             path = _record_path(coursedir, sub.student, assignment, name)
             if path.exists():
