@@ -17,7 +17,7 @@ nbgrader's own code).
 **The gradebook's SQL.** Every ``nbgrader.api.Gradebook`` makes its own SQLAlchemy engine
 (``create_engine`` in its ``__init__``, ``dispose`` in its ``close``), and SQLAlchemy keeps the
 compiled form of each statement in a cache *of the engine*: so every gradebook nbgrader opens
-(about ten per autograded submission: the assignment's setup, each preprocessor that reads or writes
+(about a dozen per autograded submission: the assignment's setup, each preprocessor that reads or writes
 grades) compiled every query again. Measured on ps1 with py-spy in the Dask coordinator: SQL
 compilation was about 30% of recording one submission. :func:`share_engines` makes
 ``nbgrader.api``'s ``create_engine`` return one engine per database URL (and process); the
