@@ -169,6 +169,10 @@ def test_gradebooks_share_one_engine_per_database_and_still_reopen_it(tmp_path):
         gb.add_student("grace")
     with api.Gradebook(one, course_id="c") as gb:
         assert [s.id for s in gb.students] == ["grace"]
+    for i in range(_nbgrader_speed._ENGINES):  # as many other databases: the oldest engine is let go
+        api.create_engine(f"sqlite:///{tmp_path / f'x{i}.db'}", echo=False, future=True).dispose()
+    with api.Gradebook(one, course_id="c") as gb:
+        assert gb.engine is not engine and [s.id for s in gb.students] == ["grace"]
 
 
 def test_the_summary_table_has_every_part(dask_run):

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections import OrderedDict
 
 __all__ = ["install", "share_engines"]
 
@@ -40,6 +41,9 @@ __all__ = ["install", "share_engines"]
 def install() -> bool:
     """Both changes (idempotent); False where nbgrader does not look like the one they were written against."""
     return _cache_validators() & share_engines()
+
+
+_ENGINES = 8  # engines kept per process: a coordinator or a formgrader uses one database, a test session many
 
 
 def share_engines() -> bool:
@@ -51,7 +55,7 @@ def share_engines() -> bool:
     original = api.create_engine
     if getattr(original, "_lecture_ae", False):
         return True
-    engines: dict = {}
+    engines: OrderedDict = OrderedDict()  # the most recently used last; at most _ENGINES kept
     lock = threading.Lock()
 
     def create_engine(url, *args, **kwargs):
@@ -64,6 +68,9 @@ def share_engines() -> bool:
             engine = engines.get(key)
             if engine is None:
                 engine = engines[key] = original(url, *args, **kwargs)
+                while len(engines) > _ENGINES:  # (a gradebook still open keeps its own reference)
+                    engines.popitem(last=False)
+            engines.move_to_end(key)
         return engine
 
     create_engine._lecture_ae = True
