@@ -129,7 +129,7 @@ def test_presanitized_without_a_stored_notebook_is_nbgrader_s_sanitising(dask_ru
     import nbformat
 
     from lecture_ae.grading.autograde import Presanitized, sanitize_steps
-    from lecture_ae.grading.coordinator import load_config, sanitize
+    from lecture_ae.grading.coordinator import load_config, record_config, sanitize
 
     root = dask_run.root
     config = load_config(root)
@@ -139,8 +139,10 @@ def test_presanitized_without_a_stored_notebook_is_nbgrader_s_sanitising(dask_ru
     resources = {"nbgrader": {"student": "wrong_ista", "assignment": A, "notebook": A, "db_url": url},
                  "unique_key": A, "metadata": {"name": A, "path": "."}}
     assert not Presanitized.presanitized
-    got, _ = Presanitized(config=config)(nbformat.reads(raw.decode(), as_version=4), resources)
-    assert nbformat.writes(got) == nbformat.writes(want)
+    for conf in (config, record_config(config)):  # (the coordinator's, whose nbgrader steps are Presanitized alone)
+        got, _ = Presanitized(config=conf)(nbformat.reads(raw.decode(), as_version=4), resources)
+        assert nbformat.writes(got) == nbformat.writes(want)
+    assert sanitize_steps(config) == record_config(config).Presanitized.steps
     assert [c.__name__ for c in sanitize_steps(config)] == [
         "ClearOutput", "DeduplicateIds", "OverwriteKernelspec", "OverwriteCells", "CheckCellMetadata"]
     Presanitized.presanitized[("wrong_ista", A, A)] = json.loads(nbformat.writes(want))  # stored: taken, once

@@ -44,7 +44,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import nbformat
-from traitlets import Any, Bool, Float, Unicode
+from traitlets import Any, Bool, Float, List, Unicode
 
 from . import _nbgrader_speed
 from .sandbox import Limits, Sandbox, require
@@ -446,10 +446,9 @@ def sanitize_steps(config=None) -> list:
     from nbgrader.converters.autograde import Autograde
     from traitlets.utils.importstring import import_item
 
-    steps = None
     if config is not None and "Autograde" in config and "sanitize_preprocessors" in config.Autograde:
-        steps = list(config.Autograde.sanitize_preprocessors)
-    if steps is None:
+        steps = config.Autograde.sanitize_preprocessors
+    else:
         steps = Autograde.class_traits()["sanitize_preprocessors"].default()
     steps = [import_item(s) if isinstance(s, str) else s for s in steps]
     return [s for s in steps if s is not Presanitized]
@@ -468,9 +467,12 @@ class Presanitized(_presanitized_base()):
     grades the sanitised notebook); when it then records the student with nbgrader's own
     ``autograde``, this step, in place of :func:`sanitize_steps`, takes that notebook instead of
     sanitising the submission a second time (the same preprocessors on the same file and
-    gradebook: the same notebook). A notebook with nothing stored goes through
-    :func:`sanitize_steps` as usual.
+    gradebook: the same notebook). A notebook with nothing stored goes through ``steps``: the
+    course's :func:`sanitize_steps`, which the coordinator sets (its configuration for nbgrader
+    names this step alone); unset, :func:`sanitize_steps` of this step's own configuration.
     """
+
+    steps = List(help="The sanitising steps for a notebook with nothing stored").tag(config=True)
 
     #: (student, assignment, notebook) -> the sanitised notebook (nbformat node or JSON data)
     presanitized: dict = {}
@@ -480,7 +482,7 @@ class Presanitized(_presanitized_base()):
         done = self.presanitized.pop((info.get("student"), info.get("assignment"), info.get("notebook")), None)
         if done is not None:
             return as_notebook(done), resources
-        for cls in sanitize_steps(self.config):
+        for cls in self.steps or sanitize_steps(self.config):
             step = cls(parent=self.parent) if self.parent is not None else cls(config=self.config)
             nb, resources = step(nb, resources)  # (as nbgrader's exporter calls it: a disabled step does nothing)
         return nb, resources

@@ -38,7 +38,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["Submission", "Summary", "collect", "sanitize", "grade_task", "autograde", "load_config"]
+__all__ = ["Submission", "Summary", "collect", "sanitize", "record_config", "grade_task", "autograde", "load_config"]
 
 NOT_A_NOTEBOOK = "not a valid notebook"
 
@@ -113,6 +113,18 @@ def sanitize(raw: bytes, student: str, assignment: str, notebook: str, config, d
     for cls in sanitize_steps(config):
         nb, resources = cls(config=config)(nb, resources)  # (a step the course disabled does nothing, as in nbgrader)
     return nb
+
+
+def record_config(config):
+    """The configuration of the coordinator's nbgrader autograde: the course's, with its sanitising step
+    :class:`~lecture_ae.grading.autograde.Presanitized` (the notebook sanitised for the task, not sanitised again:
+    same steps, same file, same gradebook), which runs the course's steps where nothing is stored."""
+    from .autograde import Presanitized, sanitize_steps
+
+    out = copy.deepcopy(config)  # (Config.copy is shallow: it would change the course's sanitising steps too)
+    out.Presanitized.steps = sanitize_steps(config)
+    out.Autograde.sanitize_preprocessors = [Presanitized]
+    return out
 
 
 # ------------------------------------------------------------------------- the task
@@ -254,7 +266,7 @@ def _cluster(workers: int | None, scheduler: str | None):
 
 
 # (and every server's event-loop tick from 20 ms to 1 s, the system monitor from 0.5 to 2 s, the nanny's
-# memory check from 0.1 to 1 s: an idle local cluster of two workers kept 0.034 cores busy, now 0.020)
+# memory check from 0.1 to 1 s: an idle local cluster of two workers kept 0.034 cores busy, now 0.013-0.020)
 _WORKER_CONFIG = {"distributed.worker.profile.enabled": False, "distributed.admin.system-monitor.gil.enabled": False,
                   "distributed.admin.tick.interval": "1s", "distributed.admin.system-monitor.interval": "2s",
                   "distributed.worker.memory.monitor-interval": "1s"}
@@ -319,11 +331,7 @@ def autograde(root, assignment: str, *, students=None, workers: int | None = Non
         keep = [sub for sub in subs if _graded_checksum(coursedir, sub) != sub.checksum]
         summary.skipped = [sub.student for sub in subs if sub not in keep]
         subs = keep
-    # the record's nbgrader autograde takes the notebook sanitised for the task (Presanitized) instead of
-    # sanitising the submission again: same steps, same file, same gradebook
-    record_config = copy.deepcopy(config)  # (Config.copy is shallow: it would change the sanitising steps too)
-    record_config.Autograde.sanitize_preprocessors = [Presanitized]
-    api = NbGraderAPI(coursedir=coursedir, config=record_config)
+    api = NbGraderAPI(coursedir=coursedir, config=record_config(config))
     timeout = cell_timeout if cell_timeout is not None else getattr(config.Execute, "timeout", 120) or 120
     # within a task the kernel pass and the trusted grader run one after the other: the workers
     # already keep the cores busy (one per core), and a busy machine would stretch the cells' wall time
