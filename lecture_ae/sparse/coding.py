@@ -323,12 +323,17 @@ class _GramLasso(Smooth):
         return _GramLasso(self.X[rows], self.W, self.G, self.B[rows], self.fused)
 
 
+def _primal_terms(X, W, S, lam):
+    """Residuals R = X - S W^T, their squared norms and the per-sample primal value P of the L1 objective."""
+    R = X - S @ W.T
+    rr = (R * R).sum(dim=1)
+    return R, rr, rr + lam * S.abs().sum(dim=1)
+
+
 def _gap_terms(X, W, S, lam):
     """Per-sample primal value P, duality gap P - D and correlations C = W^T (x - W s) of the L1 objective."""
-    R = X - S @ W.T  # residuals x - W s
+    R, rr, P = _primal_terms(X, W, S, lam)
     C = R @ W
-    rr = (R * R).sum(dim=1)
-    P = rr + lam * S.abs().sum(dim=1)
     cmax = C.abs().amax(dim=1) if C.shape[1] else torch.zeros_like(rr)
     # dual point theta = alpha r, scaled into the dual feasible set ||W^T theta||_inf <= lam / 2
     alpha = torch.where(cmax > 0.5 * lam, 0.5 * lam / cmax.clamp_min(1e-300), torch.ones_like(cmax))

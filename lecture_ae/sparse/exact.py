@@ -39,7 +39,8 @@ import numpy as np
 import torch
 
 from .._checks import check_int, check_scalar
-from .coding import _GramLasso, _check_problem, _check_start, _gap_terms, _lipschitz_from_gram, _relative_gap
+from .coding import (_GramLasso, _check_problem, _check_start, _gap_terms, _lipschitz_from_gram, _primal_terms,
+                     _relative_gap)
 from . import _homotopy
 from .proximal import accelerated_proximal_gradient, soft_prox
 
@@ -265,9 +266,7 @@ def _rounded_gap(X64, W64, S_r, lam, D):
     """Primal value (float64) of the codes S_r (rounded to a lower precision) and their gap against the dual
     values D of float64 codes: any dual-feasible point bounds the optimum from below, and the rounded codes' own
     scaled residual gives a far weaker bound where codes are large against lam (the scaling loses eps |s| / lam)."""
-    Sd = S_r.double()
-    R = X64 - Sd @ W64.T
-    P = torch.einsum("ij,ij->i", R, R) + lam * Sd.abs().sum(dim=1)
+    _, _, P = _primal_terms(X64, W64, S_r.double(), lam)
     return P, (P - D).clamp_min(0.0)
 
 
